@@ -1,0 +1,157 @@
+# Study 1: model-written "harsh truth" evals.
+# longlist -> label check -> shortlist(+strict) -> harsh check -> final(+strict) -> eval ladder -> tables
+
+
+rule mwe_longlist:
+    input:
+        model=model_files(MWE["longlist"]["generator"]),
+    output:
+        questions="results/mwe/longlist.jsonl",
+        stats="results/mwe/longlist_stats.json",
+    params:
+        model=model_entry(MWE["longlist"]["generator"]),
+        prompts=MWE["longlist"]["prompts"],
+        classes=MWE["classes"],
+        sampling=MWE["longlist"]["sampling"],
+        seed=MWE["longlist"]["seed"],
+        batch_size=MWE["longlist"]["batch_size"],
+        min_chars=MWE["longlist"]["min_chars"],
+        max_chars=MWE["longlist"]["max_chars"],
+        cache=CACHE,
+    log:
+        "logs/mwe/longlist.log",
+    benchmark:
+        "benchmarks/mwe/longlist.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_longlist.py"
+
+
+rule mwe_label_check:
+    input:
+        questions="results/mwe/longlist.jsonl",
+        model=model_files(MWE["label_check"]["checker"]),
+    output:
+        "results/mwe/label_check.jsonl",
+    params:
+        model=model_entry(MWE["label_check"]["checker"]),
+        body=verbatim(MWE["label_check"]["body"]),
+        template=verbatim(MWE["label_check"]["template"]),
+        top_k=MWE["label_check"]["top_k"],
+        batch_size=MWE["label_check"]["batch_size"],
+        cache=CACHE,
+    log:
+        "logs/mwe/label_check.log",
+    benchmark:
+        "benchmarks/mwe/label_check.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_label_check.py"
+
+
+rule mwe_shortlist:
+    input:
+        "results/mwe/label_check.jsonl",
+    output:
+        shortlist="results/mwe/shortlist.jsonl",
+        strict="results/mwe/shortlist_strict.jsonl",
+    params:
+        thresholds=MWE["label_check"]["strict_threshold"],
+    log:
+        "logs/mwe/shortlist.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_shortlist.py"
+
+
+rule mwe_harsh_check:
+    input:
+        questions="results/mwe/shortlist{strict}.jsonl",
+        model=model_files(MWE["harsh_check"]["checker"]),
+    output:
+        "results/mwe/final{strict}.jsonl",
+    params:
+        model=model_entry(MWE["harsh_check"]["checker"]),
+        body=verbatim(MWE["harsh_check"]["body"]),
+        template=verbatim(MWE["harsh_check"]["template"]),
+        classes=MWE["harsh_check"]["classes"],
+        keep=MWE["harsh_check"]["keep"],
+        rule=MWE["harsh_check"]["rule"],
+        top_k=MWE["harsh_check"]["top_k"],
+        batch_size=MWE["harsh_check"]["batch_size"],
+        cache=CACHE,
+    wildcard_constraints:
+        strict="|_strict",
+    log:
+        "logs/mwe/harsh_check{strict}.log",
+    benchmark:
+        "benchmarks/mwe/harsh_check{strict}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_harsh_check.py"
+
+
+rule mwe_eval:
+    input:
+        dataset=mwe_dataset_file,
+        model=eval_model_files,
+    output:
+        "results/mwe/responses/{dataset}/{model}.jsonl",
+    params:
+        model=eval_model_entry,
+        body=verbatim(MWE["eval"]["body"]),
+        template=verbatim(MWE["eval"]["template"]),
+        top_k=MWE["eval"]["top_k"],
+        batch_size=MWE["eval"]["batch_size"],
+        cache=CACHE,
+    log:
+        "logs/mwe/eval/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/mwe/eval/{dataset}/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_eval.py"
+
+
+rule mwe_table:
+    input:
+        dataset=mwe_dataset_file,
+        responses=mwe_responses,
+    output:
+        report(
+            "results/mwe/tables/{dataset}.csv",
+            caption="../report/mwe_table.rst",
+            category="Study 1: harsh-truth evals",
+            subcategory="tables",
+            labels={"dataset": "{dataset}"},
+        ),
+    params:
+        models=mwe_eval_models,
+        bootstrap=MWE["bootstrap"],
+    log:
+        "logs/mwe/tables/{dataset}.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_table.py"

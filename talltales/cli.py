@@ -1,0 +1,67 @@
+"""The `talltales` command: entry points that do not need Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _score(args) -> int:
+    from .mwe.metrics import score_table
+
+    info = {}
+    if args.config:
+        from .config import load_config
+
+        cfg = load_config(args.config)
+        info = {n: {"kind": e.get("kind", ""), "params": e.get("params")} for n, e in cfg["models"].items()}
+    paths = {Path(p).stem: p for p in args.responses}
+    table = score_table(args.dataset, paths, info, {"n": args.bootstrap, "seed": args.seed, "ci": 0.95})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    cols = ["model", "n", "acc_greedy", "acc_choice", "acc_calibrated", "yes_rate", "n_missing"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def _materialize(args) -> int:
+    from .config import load_config, model_entry
+    from .lm.embedded import materialize
+
+    cfg = load_config(args.config)
+    entry = model_entry(cfg, args.model)
+    if not entry.get("embedded"):
+        print(f"model {args.model!r} is not an embedded model (no 'embedded:' in its registry entry)", file=sys.stderr)
+        return 2
+    materialize(entry["embedded"], entry["path"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="talltales", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="tables from saved responses (one jsonl per model; model name = file stem)")
+    s.add_argument("--dataset", required=True, help="dataset file (original or Anthropic format)")
+    s.add_argument("--responses", required=True, nargs="+", help="responses jsonl files, one per model")
+    s.add_argument("--out", required=True, help="output CSV")
+    s.add_argument("--config", help="config.yaml whose model registry gives kind and params")
+    s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_score)
+    m = sub.add_parser("materialize", help="write the HF folder of an embedded model")
+    m.add_argument("model")
+    m.add_argument("--config", default="config.yaml")
+    m.set_defaults(func=_materialize)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"talltales: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

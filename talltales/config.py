@@ -1,0 +1,142 @@
+"""Load and check the workflow configuration; look up models in the registry.
+
+Two layers of checks, both before any job runs:
+* the JSON schema (``talltales/schemas/config.schema.yaml``, draft 2020-12, with defaults filled in);
+* :func:`check`: cross-references the schema cannot express (model names used by stages exist, templates
+  carry their placeholders, thresholds name real classes ...). Every error names the config key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .lm.base import ModelSpec
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+OWN_DATASETS = ("longlist", "shortlist", "shortlist_strict", "final", "final_strict")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the config key and what was expected."""
+
+
+def _validator():
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill defaults and validate against the schema (raises ConfigError naming the key)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = _validator()(schema)
+    # defaults are filled while iterating; collect errors after a first pass so paths are final
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: config key {key}: {e.message}")
+    check(config)
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return validate(config, source=str(path))
+
+
+def _model_ref(config: dict, key: str, name: str) -> None:
+    if name not in config["models"]:
+        known = ", ".join(sorted(config["models"]))
+        raise ConfigError(f"config key {key}: unknown model {name!r}; the registry (models:) has: {known}")
+
+
+def check(config: dict[str, Any]) -> None:
+    """Cross-reference checks the schema cannot express."""
+    from .lm.embedded import SOURCES
+
+    for name, entry in config["models"].items():
+        key = f"models.{name}"
+        if entry["backend"] == "hf":
+            if not (entry.get("path") or entry.get("id") or entry.get("embedded")):
+                raise ConfigError(f"config key {key}: an hf model needs one of 'path', 'id' or 'embedded'")
+            if entry.get("embedded") and entry["embedded"] not in SOURCES:
+                raise ConfigError(
+                    f"config key {key}.embedded: unknown package {entry['embedded']!r}; known: {', '.join(SOURCES)}"
+                )
+        else:
+            if not entry.get("id"):
+                raise ConfigError(f"config key {key}.id: an openai model needs the API model name in 'id'")
+            if not entry.get("base_url"):
+                raise ConfigError(f"config key {key}.base_url: an openai model needs 'base_url'")
+    mwe = config.get("mwe")
+    if not mwe:
+        return
+    classes = mwe["classes"]
+    _model_ref(config, "mwe.longlist.generator", mwe["longlist"]["generator"])
+    for i, p in enumerate(mwe["longlist"]["prompts"]):
+        if p["answer_index"] >= len(classes):
+            raise ConfigError(
+                f"config key mwe.longlist.prompts[{i}].answer_index: {p['answer_index']} is not an index of "
+                f"mwe.classes {classes}"
+            )
+    ids = [p["id"] for p in mwe["longlist"]["prompts"]]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"config key mwe.longlist.prompts: prompt ids must be unique, got {ids}")
+    for stage in ("label_check", "harsh_check"):
+        _model_ref(config, f"mwe.{stage}.checker", mwe[stage]["checker"])
+    for label in mwe["label_check"]["strict_threshold"]:
+        if label not in classes:
+            raise ConfigError(
+                f"config key mwe.label_check.strict_threshold: {label!r} is not one of mwe.classes {classes}"
+            )
+    if mwe["harsh_check"]["keep"] not in mwe["harsh_check"]["classes"]:
+        raise ConfigError("config key mwe.harsh_check.keep: must be one of mwe.harsh_check.classes")
+    for stage, needed in (("label_check", ["{prompt}"]), ("harsh_check", ["{prompt}", "{answer}"]), ("eval", ["{prompt}"])):
+        for ph in needed:
+            if ph not in mwe[stage]["template"]:
+                raise ConfigError(f"config key mwe.{stage}.template: must contain the placeholder {ph}")
+    for i, name in enumerate(mwe["eval_models"]):
+        _model_ref(config, f"mwe.eval_models[{i}]", name)
+    for i, name in enumerate(mwe["eval_datasets"]):
+        if name not in OWN_DATASETS:
+            raise ConfigError(
+                f"config key mwe.eval_datasets[{i}]: {name!r} is not one of the pipeline's lists {OWN_DATASETS}"
+                " (use mwe.datasets: {NAME: PATH} for other files)"
+            )
+    for name in mwe["datasets"]:
+        if name in OWN_DATASETS:
+            raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
+
+
+def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The registry entry of ``name`` with ``path`` resolved for embedded models (a plain dict, for params:)."""
+    if name not in config["models"]:
+        raise ConfigError(f"unknown model {name!r}; the registry (models:) has: {', '.join(sorted(config['models']))}")
+    entry = dict(config["models"][name])
+    if entry.get("embedded"):
+        entry["path"] = str(Path(config["paths"]["models_dir"]) / name)
+    entry["name"] = name
+    return entry
+
+
+def spec_from_entry(entry: dict[str, Any]) -> ModelSpec:
+    return ModelSpec.from_config(entry["name"], entry)

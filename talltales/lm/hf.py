@@ -1,0 +1,318 @@
+"""transformers backend: batched generation and fast log-prob scoring.
+
+Scoring runs the token prefix shared by every request of a call (typically a few-shot prompt body) through
+the model once, keeps its key/value cache, and runs only the per-item remainders on top of copies of that
+cache, in batches. Log-probs are read only at the positions that are needed (the prompt's last position for
+the top-k next tokens, the continuation's positions for its log-prob), so the vocabulary projection is
+never materialized for the whole batch. :func:`naive_score_choices` is the one-forward-per-row reference
+that the benchmark and the tests compare against.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .base import ChoiceScore, ModelSpec, Sampling, truncate_at_stop
+from .cache import ResponseCache
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+@dataclass
+class _Row:
+    """One scored sequence: ``ids = prompt_ids + continuation_ids``; ``start`` = len(prompt_ids)."""
+
+    ids: list[int]
+    start: int
+
+
+class StopOnStrings:
+    """Stopping criterion: a row is done once its generated text contains any stop string."""
+
+    def __init__(self, tokenizer, stop: Sequence[str], prompt_len: int):
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        done = [any(s in t for s in self.stop) for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class HFLM:
+    """A causal LM from the hub or a local folder, behind the :class:`talltales.lm.base.LM` interface."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        cache: ResponseCache | None = None,
+        batch_size: int = 32,
+        model=None,
+        tokenizer=None,
+        progress: bool = True,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.spec = spec
+        self.cache = cache or ResponseCache(None)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.device = resolve_device(spec.device)
+        self.dtype = resolve_dtype(spec.dtype, self.device)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(spec.location, revision=spec.revision)
+        if model is None:
+            log.info("loading %s (%s) on %s as %s", spec.name, spec.location, self.device, self.dtype)
+            model = AutoModelForCausalLM.from_pretrained(spec.location, revision=spec.revision, dtype=self.dtype)
+        self.tok = tokenizer
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = model.to(self.device).eval()
+        self._token_text_cache: dict[int, str] = {}
+        self._anchor = self.tok("a", add_special_tokens=False)["input_ids"][-1:]
+        self._anchor_text = self.tok.decode(self._anchor)
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> dict:
+        """What identifies this model's outputs in the response cache."""
+        fp = {"backend": "hf", "model": self.spec.location, "revision": self.spec.revision, "dtype": str(self.dtype)}
+        loc = Path(self.spec.location)
+        if loc.is_dir():
+            fp["weights"] = sorted(
+                (p.name, p.stat().st_size, int(p.stat().st_mtime))
+                for p in loc.iterdir()
+                if p.suffix in {".safetensors", ".bin", ".json"}
+            )
+        return fp
+
+    def format_prompt(self, prompt: str) -> str:
+        if not self.spec.chat_template:
+            return prompt
+        return self.tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+
+    def token_text(self, token_id: int) -> str:
+        """Surface text of one token, leading space included (sentencepiece drops it when decoded alone)."""
+        if token_id not in self._token_text_cache:
+            full = self.tok.decode(self._anchor + [int(token_id)])
+            self._token_text_cache[token_id] = full[len(self._anchor_text) :]
+        return self._token_text_cache[token_id]
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
+        out: list[str] = []
+        batches = range(0, len(prompts), self.batch_size)
+        for b in tqdm(batches, desc=f"generate {self.spec.name}", disable=not self.progress):
+            batch = list(prompts[b : b + self.batch_size])
+            request = {
+                "op": "generate",
+                "prompts": batch,
+                "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "stop": list(sampling.stop),
+                "seed": sampling.seed + b,
+                "chat_template": self.spec.chat_template,
+            }
+            texts = self.cache.get_or_call(
+                self.fingerprint(), request, lambda: self._generate_batch(batch, sampling, sampling.seed + b)
+            )
+            out.extend(texts)
+        return out
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts: list[str], sampling: Sampling, seed: int) -> list[str]:
+        self.tok.padding_side = "left"
+        enc = self.tok([self.format_prompt(p) for p in prompts], return_tensors="pt", padding=True).to(self.device)
+        prompt_len = enc["input_ids"].shape[1]
+        kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=self.tok.pad_token_id)
+        if sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
+        if sampling.stop:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnStrings(self.tok, sampling.stop, prompt_len)])
+        torch.manual_seed(seed)
+        gen = self.model.generate(**enc, **kwargs)
+        texts = self.tok.batch_decode(gen[:, prompt_len:], skip_special_tokens=True)
+        return [truncate_at_stop(t, sampling.stop) for t in texts]
+
+    # ------------------------------------------------------------------ scoring
+    def _rows(self, prompt: str, continuations: Sequence[str]) -> list[_Row]:
+        """Token rows with correct boundaries: the prompt is tokenized as the model sees it alone; the
+        continuation takes the tokens the full string has after it, or (when the boundary merges tokens)
+        its own tokenization."""
+        prompt = self.format_prompt(prompt)
+        p_ids = self.tok(prompt)["input_ids"]
+        rows = []
+        for cont in continuations:
+            whole = self.tok(prompt + cont)["input_ids"]
+            if whole[: len(p_ids)] == p_ids and len(whole) > len(p_ids):
+                c_ids = whole[len(p_ids) :]
+            else:
+                c_ids = self.tok(cont, add_special_tokens=False)["input_ids"]
+            rows.append(_Row(p_ids + c_ids, len(p_ids)))
+        if not continuations:
+            rows.append(_Row(p_ids, len(p_ids)))
+        return rows
+
+    def _hidden_to_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(hidden).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return torch.log_softmax(logits, dim=-1)
+
+    @torch.inference_mode()
+    def _score_rows(self, rows: list[_Row], top_k: int) -> list[tuple[list[float], list[tuple[int, float]]]]:
+        """For each row: per-token log-probs of ids[start:], and the top-k next tokens after ids[:start]."""
+        if not rows:
+            return []
+        # shared prefix over all rows, leaving every prompt's last position in the per-row part
+        first = rows[0].ids
+        shared = min(len(r.ids) for r in rows)
+        for r in rows[1:]:
+            n = 0
+            while n < shared and r.ids[n] == first[n]:
+                n += 1
+            shared = n
+        shared = max(0, min(shared, min(r.start for r in rows) - 1))
+        base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
+        prefix_cache = None
+        if shared > 0:
+            from transformers import DynamicCache
+
+            prefix_cache = DynamicCache(config=self.model.config)
+            ids = torch.tensor([first[:shared]], device=self.device)
+            base(input_ids=ids, past_key_values=prefix_cache, use_cache=True)
+
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].ids))
+        results: list = [None] * len(rows)
+        pad = self.tok.pad_token_id
+        batches = range(0, len(order), self.batch_size)
+        for b in tqdm(batches, desc=f"score {self.spec.name}", disable=not self.progress or len(batches) < 2):
+            idx = order[b : b + self.batch_size]
+            suffixes = [rows[i].ids[shared:] for i in idx]
+            width = max(len(s) for s in suffixes)
+            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), shared + width), dtype=torch.long)
+            mask[:, :shared] = 1
+            for j, s in enumerate(suffixes):
+                input_ids[j, : len(s)] = torch.tensor(s)
+                mask[j, shared : shared + len(s)] = 1
+            kwargs = {}
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(len(idx))
+                kwargs["past_key_values"] = cache
+                kwargs["position_ids"] = torch.arange(shared, shared + width, device=self.device).expand(len(idx), -1)
+            out = base(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=prefix_cache is not None, **kwargs)
+            hidden = out.last_hidden_state
+            # gather the positions we need: start-1 .. len-2 of each row (in suffix coordinates)
+            sel_rows, sel_pos, spans = [], [], []
+            for j, i in enumerate(idx):
+                r = rows[i]
+                lo, hi = r.start - 1 - shared, len(r.ids) - 1 - shared
+                spans.append((len(sel_rows), hi - lo))
+                sel_rows.extend([j] * (hi - lo))
+                sel_pos.extend(range(lo, hi))
+            if not sel_rows:  # rows without continuation: only the top-k position
+                sel_rows = list(range(len(idx)))
+                sel_pos = [rows[i].start - 1 - shared for i in idx]
+                spans = [(j, 1) for j in range(len(idx))]
+            lp = self._hidden_to_logprobs(hidden[torch.tensor(sel_rows), torch.tensor(sel_pos)])
+            for j, i in enumerate(idx):
+                r = rows[i]
+                off, n = spans[j]
+                targets = r.ids[r.start :]
+                tok_lps = [float(lp[off + t, targets[t]]) for t in range(len(targets))]
+                vals, ids = torch.topk(lp[off], top_k) if top_k else (torch.empty(0), torch.empty(0))
+                results[i] = (tok_lps, list(zip(ids.tolist(), vals.tolist())))
+        return results
+
+    def score_choices(
+        self, prompts: Sequence[str], choices: Sequence[Sequence[str]], top_k: int = 5
+    ) -> list[ChoiceScore]:
+        all_rows, owner = [], []
+        for n, (prompt, classes) in enumerate(zip(prompts, choices)):
+            rows = self._rows(prompt, classes)
+            all_rows.extend(rows)
+            owner.extend([n] * len(rows))
+        scored = self._score_rows(all_rows, max(top_k, 1))
+        return _assemble(self, prompts, choices, owner, scored, top_k)
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        rows = [self._rows(c, [x])[0] for c, x in zip(contexts, continuations)]
+        return [sum(lps) for lps, _ in self._score_rows(rows, 0)]
+
+
+def _assemble(lm, prompts, choices, owner, scored, top_k) -> list[ChoiceScore]:
+    out: list[ChoiceScore] = []
+    per_item: dict[int, list] = {}
+    for n, s in zip(owner, scored):
+        per_item.setdefault(n, []).append(s)
+    for n in range(len(prompts)):
+        items = per_item[n]
+        top = items[0][1]
+        top_lp = {}
+        for tid, v in top[:top_k]:
+            top_lp.setdefault(lm.token_text(tid), v)
+        greedy_id, greedy_lp = top[0]
+        class_lps = {c: sum(lps) for c, (lps, _) in zip(choices[n], items)} if choices[n] else {}
+        out.append(ChoiceScore(lm.token_text(greedy_id), greedy_lp, top_lp, class_lps))
+    return out
+
+
+@torch.inference_mode()
+def naive_score_choices(lm: HFLM, prompts, choices, top_k: int = 5) -> list[ChoiceScore]:
+    """Reference scorer: one full forward pass per (prompt, choice) row, no batching, no cache reuse."""
+    all_rows, owner = [], []
+    for n, (prompt, classes) in enumerate(zip(prompts, choices)):
+        rows = lm._rows(prompt, classes)
+        all_rows.extend(rows)
+        owner.extend([n] * len(rows))
+    scored = []
+    for r in all_rows:
+        logits = lm.model(input_ids=torch.tensor([r.ids], device=lm.device)).logits[0].float()
+        lp = torch.log_softmax(logits, dim=-1)
+        targets = r.ids[r.start :]
+        tok_lps = [float(lp[r.start - 1 + t, targets[t]]) for t in range(len(targets))]
+        vals, ids = torch.topk(lp[r.start - 1], max(top_k, 1))
+        scored.append((tok_lps, list(zip(ids.tolist(), vals.tolist()))))
+    return _assemble(lm, prompts, choices, owner, scored, top_k)
+
+
+def set_threads() -> None:
+    """Use the cores Snakemake gave the job (OMP_NUM_THREADS is set by Snakemake from ``threads:``)."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n and n.isdigit():
+        torch.set_num_threads(int(n))
+
+
+__all__ = ["HFLM", "naive_score_choices", "resolve_device", "resolve_dtype", "set_threads"]

@@ -1,0 +1,1 @@
+"""Study 1: model-written "harsh truth" evaluations."""

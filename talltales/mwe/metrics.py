@@ -1,0 +1,175 @@
+"""Tables from saved responses (backs the `talltales score` command and the table rule).
+
+Per model and dataset:
+* acc_greedy: the greedy token equals a correct class (the original study's metric);
+* acc_choice: the class with the highest log-prob is correct. Class log-probs come from the full-continuation
+  scores when the response has them, else from the top-k list; a class absent from both is *missing*
+  (never scored as 0). Items where no class could be measured are left out of acc_choice and counted in
+  n_missing, which counts items with any class missing;
+* acc_calibrated: argmax after subtracting each class's mean log-prob over the dataset, i.e. removing the
+  model's average preference for one answer (for yes/no: its yes-bias);
+* yes_rate (greedy answer is "yes"), p_yes (mean P(yes) normalized over the classes), class_mass (mean
+  top-k probability mass on the class tokens), with percentile-bootstrap CIs for the accuracies.
+For Anthropic-format datasets "correct" means "matches the behaviour" and the same columns hold the
+behaviour-matching rate (column `metric` says which).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import read_jsonl
+from ..stats import bootstrap_ci, mean_or_nan
+from .datasets import Item, load_dataset, metric_name
+
+
+class ResponseError(ValueError):
+    pass
+
+
+def _top(rec: dict) -> dict[str, float]:
+    lp = rec.get("logprobs") or {}
+    tops = lp.get("top_logprobs") or []
+    return dict(tops[0]) if tops and tops[0] else {}
+
+
+def class_logprob_matrix(items: list[Item], records: list[dict]) -> np.ndarray:
+    """items x max_classes array of class log-probs (NaN = missing or no such class)."""
+    k = max(len(it.classes) for it in items)
+    out = np.full((len(items), k), np.nan)
+    for i, (it, rec) in enumerate(zip(items, records)):
+        full = rec.get("class_logprobs") or {}
+        top = _top(rec)
+        for j, c in enumerate(it.classes):
+            v = full.get(c)
+            if v is None:
+                v = top.get(c)
+            if v is not None:
+                out[i, j] = v
+    return out
+
+
+def _is_yes(text: str) -> bool:
+    return text.strip().strip(".").lower() == "yes"
+
+
+def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> dict[str, Any]:
+    n = len(items)
+    targets = [set(it.targets) for it in items]
+    greedy = np.array([float(rec.get("text") in {it.classes[t] for t in it.targets}) for it, rec in zip(items, records)])
+    lp = class_logprob_matrix(items, records)
+    n_classes = np.array([len(it.classes) for it in items])
+    valid = np.zeros_like(lp, dtype=bool)
+    for i, m in enumerate(n_classes):
+        valid[i, :m] = True
+    measured = ~np.isnan(lp) & valid
+    any_measured = measured.any(axis=1)
+    all_measured = (measured | ~valid).all(axis=1)
+
+    def choice_correct(mat: np.ndarray) -> np.ndarray:
+        res = np.full(len(mat), np.nan)
+        for i in range(len(mat)):
+            if any_measured[i]:
+                row = np.where(measured[i], mat[i], -np.inf)
+                res[i] = float(int(np.argmax(row)) in targets[i])
+        return res
+
+    choice = choice_correct(lp)
+
+    def calibrated_acc(idx: np.ndarray | None = None) -> np.ndarray:
+        sub = lp if idx is None else lp[idx]
+        ok = all_measured if idx is None else all_measured[idx]
+        with np.errstate(all="ignore"):
+            offset = np.nanmean(np.where(ok[:, None], sub, np.nan), axis=0)
+        offset = np.nan_to_num(offset)
+        res = np.full(len(sub), np.nan)
+        tg = targets if idx is None else [targets[i] for i in idx]
+        for i in range(len(sub)):
+            if ok[i]:
+                row = np.where(valid[i] if idx is None else valid[idx[i]], sub[i] - offset, -np.inf)
+                res[i] = float(int(np.argmax(row)) in tg[i])
+        return res
+
+    calibrated = calibrated_acc()
+    yes_idx = [next((j for j, c in enumerate(it.classes) if _is_yes(c)), None) for it in items]
+    has_yes = any(j is not None for j in yes_idx)
+    yes_rate = float(np.mean([_is_yes(rec.get("text") or "") for rec in records])) if has_yes and n else float("nan")
+    p_yes = []
+    mass = []
+    for i, (it, rec) in enumerate(zip(items, records)):
+        if yes_idx[i] is not None and all_measured[i]:
+            row = lp[i, : len(it.classes)]
+            p = np.exp(row - np.max(row))
+            p_yes.append(p[yes_idx[i]] / p.sum())
+        top = _top(rec)
+        mass.append(sum(math.exp(top[c]) for c in set(it.classes) if c in top) if top else float("nan"))
+    nb, seed, ci = boot["n"], boot["seed"], boot["ci"]
+    row: dict[str, Any] = {"n": n}
+    for name, vals in (("acc_greedy", greedy), ("acc_choice", choice), ("acc_calibrated", calibrated)):
+        row[name] = mean_or_nan(vals)
+        lo, hi = bootstrap_ci(vals, n=nb, ci=ci, seed=seed)
+        row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+    row.update(
+        yes_rate=yes_rate,
+        p_yes=mean_or_nan(p_yes) if p_yes else float("nan"),
+        class_mass=mean_or_nan(mass),
+        n_missing=int((~all_measured).sum()),
+        n_unscored=int((~any_measured).sum()),
+    )
+    return row
+
+
+def load_responses(path: str | Path, n_items: int) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise ResponseError(f"{path}: responses file not found")
+    recs = read_jsonl(path)
+    if len(recs) != n_items:
+        raise ResponseError(f"{path}: has {len(recs)} responses but the dataset has {n_items} items (one per item, in order)")
+    for lineno, rec in enumerate(recs, 1):
+        if "text" not in rec:
+            raise ResponseError(f"{path}:{lineno}: a response needs at least 'text' (an OpenAI completions choice)")
+        if "item" in rec and rec["item"] != lineno - 1:
+            raise ResponseError(f"{path}:{lineno}: response for item {rec['item']} out of dataset order")
+    return recs
+
+
+COLUMNS = [
+    "dataset", "metric", "model", "kind", "params", "n",
+    "acc_greedy", "acc_greedy_lo", "acc_greedy_hi",
+    "acc_choice", "acc_choice_lo", "acc_choice_hi",
+    "acc_calibrated", "acc_calibrated_lo", "acc_calibrated_hi",
+    "yes_rate", "p_yes", "class_mass", "n_missing", "n_unscored",
+]
+
+
+def score_table(
+    dataset_path: str | Path,
+    response_paths: dict[str, str | Path],
+    model_info: dict[str, dict[str, Any]] | None = None,
+    bootstrap: dict[str, Any] | None = None,
+    dataset_name: str | None = None,
+) -> pd.DataFrame:
+    """One row per model. ``response_paths``: model name -> responses jsonl."""
+    fmt, items = load_dataset(dataset_path)
+    boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+    model_info = model_info or {}
+    rows = []
+    for model, path in response_paths.items():
+        recs = load_responses(path, len(items))
+        info = model_info.get(model, {})
+        row = {
+            "dataset": dataset_name or Path(dataset_path).stem,
+            "metric": metric_name(fmt),
+            "model": model,
+            "kind": info.get("kind", ""),
+            "params": info.get("params", None),
+        }
+        row.update(model_row(items, recs, boot) if items else {"n": 0})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)

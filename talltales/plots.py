@@ -1,0 +1,97 @@
+"""plotnine figures, one function per figure. Each takes table files and writes one PNG."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+METRIC_LABELS = {
+    "acc_greedy": "greedy token",
+    "acc_choice": "class log-probs",
+    "acc_calibrated": "bias-calibrated",
+}
+
+
+def _read_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in paths]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _save(plot, out: str | Path, width: float, height: float) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    plot.save(str(out), width=width, height=height, dpi=150, verbose=False)
+
+
+def _empty(out: str | Path, message: str) -> None:
+    from plotnine import aes, annotate, ggplot, theme_void
+
+    log.warning(message)
+    _save(ggplot() + annotate("text", x=0, y=0, label=message) + theme_void(), out, 6, 2)
+
+
+def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
+    """Accuracy vs parameter count (log x), one line per kind (base / instruct), CI ribbons, chance line."""
+    from plotnine import (
+        aes, facet_grid, geom_hline, geom_line, geom_point, geom_ribbon, ggplot, labs, scale_x_log10, theme_bw,
+    )
+
+    df = _read_tables(tables)
+    if df.empty or df["params"].isna().all():
+        return _empty(out, "no models with a parameter count to plot")
+    df = df[df["params"].notna() & (df["params"] > 0)]
+    long = []
+    for m, label in METRIC_LABELS.items():
+        part = df[["dataset", "model", "kind", "params", "metric"]].copy()
+        part["scoring"] = label
+        part["value"], part["lo"], part["hi"] = df[m], df[f"{m}_lo"], df[f"{m}_hi"]
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["scoring"] = pd.Categorical(d["scoring"], categories=list(METRIC_LABELS.values()))
+    d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    p = (
+        ggplot(d, aes("params", "value", color="kind", fill="kind", group="kind"))
+        + geom_ribbon(aes(ymin="lo", ymax="hi"), alpha=0.2, color="none")
+        + geom_line()
+        + geom_point()
+        + geom_hline(yintercept=0.5, linetype="dashed", color="grey")
+        + scale_x_log10()
+        + facet_grid("dataset ~ scoring")
+        + labs(x="parameters", y="accuracy (or behaviour-matching rate)", color="model kind", fill="model kind",
+               title="Harsh-truth evals: accuracy vs model size (95% bootstrap CI; dashed = chance)")
+        + theme_bw()
+    )
+    _save(p, out, 10, 2.6 * d["dataset"].nunique() + 1.2)
+
+
+def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
+    """Per model: share of greedy 'yes', mean P(yes) among the classes, top-k mass on the class tokens."""
+    from plotnine import aes, coord_flip, facet_grid, geom_col, geom_hline, ggplot, labs, theme_bw
+
+    df = _read_tables(tables)
+    if df.empty:
+        return _empty(out, "no tables to plot")
+    names = {"yes_rate": "greedy answer is yes", "p_yes": "mean P(yes) among classes", "class_mass": "top-k mass on classes"}
+    long = []
+    for m, label in names.items():
+        part = df[["dataset", "model", "kind"]].copy()
+        part["measure"], part["value"] = label, df[m]
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["measure"] = pd.Categorical(d["measure"], categories=list(names.values()))
+    d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    p = (
+        ggplot(d, aes("model", "value", fill="kind"))
+        + geom_col()
+        + geom_hline(yintercept=0.5, linetype="dashed", color="grey")
+        + coord_flip()
+        + facet_grid("dataset ~ measure")
+        + labs(x="", y="", fill="model kind", title="Answer biases per model")
+        + theme_bw()
+    )
+    _save(p, out, 11, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())

@@ -1,0 +1,19 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.mwe import stages
+
+p = snakemake.params
+stages.harsh_check(
+    shortlist_path=snakemake.input.questions,
+    out=snakemake.output[0],
+    model=p.model,
+    cache=p.cache,
+    body=p.body,
+    template=p.template,
+    classes=p.classes,
+    keep=p.keep,
+    rule=p.rule,
+    top_k=p.top_k,
+    batch_size=p.batch_size,
+)

@@ -1,0 +1,16 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.mwe import stages
+
+p = snakemake.params
+stages.label_check(
+    longlist_path=snakemake.input.questions,
+    out=snakemake.output[0],
+    model=p.model,
+    cache=p.cache,
+    body=p.body,
+    template=p.template,
+    top_k=p.top_k,
+    batch_size=p.batch_size,
+)

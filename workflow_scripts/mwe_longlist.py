@@ -1,0 +1,19 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.mwe import stages
+
+p = snakemake.params
+stages.longlist(
+    out=snakemake.output.questions,
+    stats_out=snakemake.output.stats,
+    model=p.model,
+    cache=p.cache,
+    prompts=p.prompts,
+    classes=p.classes,
+    sampling=p.sampling,
+    seed=p.seed,
+    batch_size=p.batch_size,
+    min_chars=p.min_chars,
+    max_chars=p.max_chars,
+)
