@@ -38,9 +38,31 @@ def _validator():
     return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
+def _ref_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """Copy the ``default`` of a referenced definition onto each ``{$ref: ...}`` that has none, so that
+    default filling (which looks at a property's own schema) also fills properties declared by $ref."""
+    defs = schema.get("definitions", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/definitions/") and "default" not in node:
+                target = defs.get(ref[len("#/definitions/") :], {})
+                if "default" in target:
+                    node["default"] = target["default"]
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    return schema
+
+
 def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Fill defaults and validate against the schema (raises ConfigError naming the key)."""
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _ref_defaults(yaml.safe_load(SCHEMA_PATH.read_text()))
     validator = _validator()(schema)
     # defaults are filled while iterating; collect errors after a first pass so paths are final
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -76,6 +76,11 @@ class ResponseCache:
         self.put(key, namespace, response)
         return response
 
+    def __bool__(self) -> bool:
+        # a cache object is always "there", even while it holds no entries yet (without this, __len__ makes
+        # an empty cache falsy and `cache or ResponseCache(None)` silently drops a fresh cache file)
+        return True
+
     def __len__(self) -> int:
         if self._conn is None:
             return 0

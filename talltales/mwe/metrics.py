@@ -17,6 +17,7 @@ behaviour-matching rate (column `metric` says which).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> d
     def calibrated_acc(idx: np.ndarray | None = None) -> np.ndarray:
         sub = lp if idx is None else lp[idx]
         ok = all_measured if idx is None else all_measured[idx]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a class never measured on a complete row: "Mean of empty slice"
+            warnings.simplefilter("ignore", RuntimeWarning)
             offset = np.nanmean(np.where(ok[:, None], sub, np.nan), axis=0)
         offset = np.nan_to_num(offset)
         res = np.full(len(sub), np.nan)

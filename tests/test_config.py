@@ -1,0 +1,218 @@
+"""Config loading and checks: defaults are filled, and every mistake gives one ConfigError naming its key.
+
+Configs are the repo's config.yaml, loaded with yaml and modified in a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from talltales.config import ConfigError, load_config, model_entry, spec_from_entry, validate
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(REPO_CONFIG.read_text())
+
+
+@pytest.fixture
+def cfg(raw) -> dict:
+    return copy.deepcopy(raw)
+
+
+def error(config: dict) -> str:
+    with pytest.raises(ConfigError) as exc:
+        validate(config)
+    return str(exc.value)
+
+
+def test_repo_config_loads(raw):
+    cfg = load_config(REPO_CONFIG)
+    assert set(cfg["models"]) == {"smollm2-135m-instruct", "gemma3-270m"}
+    assert cfg["mwe"]["eval_models"] == raw["mwe"]["eval_models"]
+    # schema defaults are filled into model entries
+    assert cfg["models"]["gemma3-270m"]["dtype"] == "auto"
+    assert cfg["models"]["gemma3-270m"]["max_retries"] == 6
+
+
+def test_defaults_filled_when_omitted(cfg):
+    for key in ("bootstrap", "classes", "eval_datasets", "datasets"):
+        del cfg["mwe"][key]
+    del cfg["mwe"]["longlist"]["seed"]
+    del cfg["mwe"]["label_check"]["strict_threshold"]
+    del cfg["paths"]
+    out = validate(cfg)
+    assert out["mwe"]["bootstrap"] == {"n": 2000, "seed": 0, "ci": 0.95}
+    assert out["mwe"]["classes"] == [" Yes", " No"]
+    assert out["mwe"]["eval_datasets"] == ["final", "final_strict"]
+    assert out["mwe"]["datasets"] == {}
+    assert out["mwe"]["longlist"]["seed"] == 1234
+    assert out["mwe"]["label_check"]["strict_threshold"] == {" Yes": 0.6, " No": 0.5}
+    assert out["mwe"]["harsh_check"]["rule"] == "calibrated"  # given in config.yaml, kept
+    assert out["paths"] == {"models_dir": "resources/models", "cache": "resources/cache/responses.sqlite"}
+
+
+def test_partial_section_gets_remaining_defaults(cfg):
+    cfg["mwe"]["bootstrap"] = {"n": 300}
+    out = validate(cfg)
+    assert out["mwe"]["bootstrap"] == {"n": 300, "seed": 0, "ci": 0.95}
+
+
+def test_sampling_defaults_filled_when_omitted(cfg):
+    """longlist.sampling is a $ref to definitions/sampling, whose default must apply too."""
+    del cfg["mwe"]["longlist"]["sampling"]
+    out = validate(cfg)
+    assert out["mwe"]["longlist"]["sampling"] == {"max_tokens": 48, "temperature": 0.8, "top_p": 1.0, "stop": ["\n"]}
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["mwe"]["longlist"]["sampling"] = {"max_tokens": 10}
+    assert validate(cfg2)["mwe"]["longlist"]["sampling"]["stop"] == ["\n"]
+
+
+def test_defaults_are_independent_copies(raw):
+    a, b = validate(copy.deepcopy(raw)), validate(copy.deepcopy(raw))
+    a["mwe"]["longlist"]["sampling"]["stop"].append("X")
+    a["models"]["gemma3-270m"]["extra_body"]["x"] = 1
+    assert b["mwe"]["longlist"]["sampling"]["stop"] == raw["mwe"]["longlist"]["sampling"]["stop"]
+    assert b["models"]["gemma3-270m"]["extra_body"] == {}
+
+
+def test_unknown_eval_model(cfg):
+    cfg["mwe"]["eval_models"] = ["gemma3-270m", "gpt-17"]
+    msg = error(cfg)
+    assert "mwe.eval_models[1]" in msg and "'gpt-17'" in msg
+    assert "gemma3-270m, smollm2-135m-instruct" in msg  # lists what the registry has
+
+
+def test_unknown_generator(cfg):
+    cfg["mwe"]["longlist"]["generator"] = "nope"
+    msg = error(cfg)
+    assert "mwe.longlist.generator" in msg and "'nope'" in msg
+
+
+def test_unknown_checker(cfg):
+    cfg["mwe"]["harsh_check"]["checker"] = "nope"
+    assert "mwe.harsh_check.checker" in error(cfg)
+
+
+def test_answer_index_out_of_range(cfg):
+    cfg["mwe"]["longlist"]["prompts"][1]["answer_index"] = 2
+    msg = error(cfg)
+    assert "mwe.longlist.prompts[1].answer_index" in msg and "mwe.classes" in msg
+
+
+def test_answer_index_in_range_of_more_classes(cfg):
+    cfg["mwe"]["classes"] = [" Yes", " No", " Unknown"]
+    cfg["mwe"]["longlist"]["prompts"][1]["answer_index"] = 2
+    validate(cfg)
+
+
+def test_threshold_for_unknown_class(cfg):
+    cfg["mwe"]["label_check"]["strict_threshold"] = {" Yes": 0.6, " Maybe": 0.5}
+    msg = error(cfg)
+    assert "mwe.label_check.strict_threshold" in msg and "' Maybe'" in msg
+
+
+@pytest.mark.parametrize("stage", ["label_check", "harsh_check", "eval"])
+def test_template_without_prompt(cfg, stage):
+    cfg["mwe"][stage]["template"] = "{body} Question:\nAssistant:"
+    msg = error(cfg)
+    assert f"mwe.{stage}.template" in msg and "{prompt}" in msg
+
+
+def test_harsh_template_without_answer(cfg):
+    cfg["mwe"]["harsh_check"]["template"] = "{body}{prompt}\nHarsh?:"
+    msg = error(cfg)
+    assert "mwe.harsh_check.template" in msg and "{answer}" in msg
+
+
+def test_hf_model_without_location(cfg):
+    cfg["models"]["bare"] = {"backend": "hf", "kind": "base", "params": 1e6}
+    msg = error(cfg)
+    assert "models.bare" in msg and "'path', 'id' or 'embedded'" in msg
+
+
+def test_hf_model_with_unknown_embedded_package(cfg):
+    cfg["models"]["bare"] = {"backend": "hf", "kind": "base", "embedded": "no-such-package"}
+    assert "models.bare.embedded" in error(cfg)
+
+
+def test_openai_model_without_base_url(cfg):
+    cfg["models"]["api"] = {"backend": "openai", "kind": "base", "id": "davinci-002", "api_key_env": "K"}
+    msg = error(cfg)
+    assert "models.api.base_url" in msg
+
+
+def test_openai_model_without_id(cfg):
+    cfg["models"]["api"] = {"backend": "openai", "kind": "base", "base_url": "http://127.0.0.1:1/v1"}
+    assert "models.api.id" in error(cfg)
+
+
+def test_valid_extra_models_pass(cfg):
+    cfg["models"]["api"] = {"backend": "openai", "kind": "base", "id": "m", "base_url": "http://127.0.0.1:1/v1"}
+    cfg["models"]["hub"] = {"backend": "hf", "kind": "base", "id": "EleutherAI/pythia-70m", "params": 7e7}
+    cfg["mwe"]["eval_models"].append("hub")
+    out = validate(cfg)
+    assert out["models"]["api"]["endpoint"] == "completions"
+
+
+@pytest.mark.parametrize(
+    "where, key",
+    [((), "bogus"), (("mwe",), "evals"), (("mwe", "eval"), "tmplate"), (("models", "gemma3-270m"), "quant")],
+)
+def test_unknown_key(cfg, where, key):
+    node = cfg
+    for w in where:
+        node = node[w]
+    node[key] = 1
+    msg = error(cfg)
+    assert f"'{key}' was unexpected" in msg
+    assert f"config key {'.'.join(where) or '(top level)'}:" in msg
+
+
+def test_schema_type_error_names_the_key(cfg):
+    cfg["mwe"]["bootstrap"] = {"n": 10}
+    msg = error(cfg)
+    assert "config key mwe.bootstrap.n" in msg
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["mwe"]["bootstrap"] = {"n": 2000}
+    cfg2["models"]["gemma3-270m"]["kind"] = "chat"
+    assert "config key models.gemma3-270m.kind" in error(cfg2)
+
+
+def test_eval_dataset_names(cfg):
+    cfg["mwe"]["eval_datasets"] = ["final", "mine"]
+    assert "mwe.eval_datasets[1]" in error(cfg)
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["mwe"]["eval_datasets"] = ["final"]
+    cfg2["mwe"]["datasets"] = {"final": "x.jsonl"}
+    assert "mwe.datasets.final" in error(cfg2)
+
+
+def test_load_config_errors_name_the_file(tmp_path, cfg):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    cfg["mwe"]["eval_models"] = ["x"]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"mwe\.eval_models\[0\]"):
+        load_config(f)
+
+
+def test_model_entry_resolves_embedded_path(raw):
+    cfg = validate(copy.deepcopy(raw))
+    entry = model_entry(cfg, "gemma3-270m")
+    assert entry["path"] == str(Path("resources/models") / "gemma3-270m")
+    assert entry["name"] == "gemma3-270m"
+    assert "path" not in cfg["models"]["gemma3-270m"]  # the registry itself is not modified
+    spec = spec_from_entry(entry)
+    assert (spec.name, spec.kind, spec.params, spec.location) == ("gemma3-270m", "base", 268098176, entry["path"])
+    with pytest.raises(ConfigError, match="unknown model 'x'"):
+        model_entry(cfg, "x")
