@@ -46,6 +46,7 @@ class _Row:
 
     ids: list[int]
     start: int
+    extra: tuple[int, ...] = ()  # more next-token ids to read at position start-1 (one-token continuations)
 
 
 class StopOnStrings:
@@ -77,7 +78,7 @@ class HFLM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec
-        self.cache = cache or ResponseCache(None)
+        self.cache = cache if cache is not None else ResponseCache(None)
         self.batch_size = batch_size
         self.progress = progress
         self.device = resolve_device(spec.device)
@@ -158,6 +159,14 @@ class HFLM:
             from transformers import StoppingCriteriaList
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnStrings(self.tok, sampling.stop, prompt_len)])
+        if len(set(prompts)) == 1 and prompt_len > 1:
+            # n samples of one prompt (the longlist): run the prompt once and share its key/value cache
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=enc["input_ids"][:1, :-1], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(prompts))
+            kwargs["past_key_values"] = cache
         torch.manual_seed(seed)
         gen = self.model.generate(**enc, **kwargs)
         texts = self.tok.batch_decode(gen[:, prompt_len:], skip_special_tokens=True)
@@ -190,8 +199,9 @@ class HFLM:
         return torch.log_softmax(logits, dim=-1)
 
     @torch.inference_mode()
-    def _score_rows(self, rows: list[_Row], top_k: int) -> list[tuple[list[float], list[tuple[int, float]]]]:
-        """For each row: per-token log-probs of ids[start:], and the top-k next tokens after ids[:start]."""
+    def _score_rows(self, rows: list[_Row], top_k: int) -> list[tuple[list[float], list[tuple[int, float]], list[float]]]:
+        """For each row: per-token log-probs of ids[start:], the top-k next tokens after ids[:start], and the
+        log-probs of the row's ``extra`` next tokens."""
         if not rows:
             return []
         # shared prefix over all rows, leaving every prompt's last position in the per-row part
@@ -238,14 +248,11 @@ class HFLM:
             sel_rows, sel_pos, spans = [], [], []
             for j, i in enumerate(idx):
                 r = rows[i]
-                lo, hi = r.start - 1 - shared, len(r.ids) - 1 - shared
+                lo = r.start - 1 - shared
+                hi = max(len(r.ids) - 1 - shared, lo + 1)  # at least the prompt's last position (top-k)
                 spans.append((len(sel_rows), hi - lo))
                 sel_rows.extend([j] * (hi - lo))
                 sel_pos.extend(range(lo, hi))
-            if not sel_rows:  # rows without continuation: only the top-k position
-                sel_rows = list(range(len(idx)))
-                sel_pos = [rows[i].start - 1 - shared for i in idx]
-                spans = [(j, 1) for j in range(len(idx))]
             lp = self._hidden_to_logprobs(hidden[torch.tensor(sel_rows), torch.tensor(sel_pos)])
             for j, i in enumerate(idx):
                 r = rows[i]
@@ -253,59 +260,72 @@ class HFLM:
                 targets = r.ids[r.start :]
                 tok_lps = [float(lp[off + t, targets[t]]) for t in range(len(targets))]
                 vals, ids = torch.topk(lp[off], top_k) if top_k else (torch.empty(0), torch.empty(0))
-                results[i] = (tok_lps, list(zip(ids.tolist(), vals.tolist())))
+                extra = [float(lp[off, t]) for t in r.extra]
+                results[i] = (tok_lps, list(zip(ids.tolist(), vals.tolist())), extra)
         return results
 
     def score_choices(
         self, prompts: Sequence[str], choices: Sequence[Sequence[str]], top_k: int = 5
     ) -> list[ChoiceScore]:
-        all_rows, owner = [], []
-        for n, (prompt, classes) in enumerate(zip(prompts, choices)):
+        """Top-k next tokens and class log-probs. One-token continuations of a prompt (" Yes", " No") are
+        all read at the prompt's last position, so they cost one row per prompt, not one per class."""
+        all_rows: list[_Row] = []
+        plans = []  # per item: (index of its first row, [(row offset, "tok" | "extra", position)] per class)
+        for prompt, classes in zip(prompts, choices):
             rows = self._rows(prompt, classes)
-            all_rows.extend(rows)
-            owner.extend([n] * len(rows))
+            first = len(all_rows)
+            multi = [j for j, r in enumerate(rows) if len(r.ids) - r.start != 1]
+            single = [j for j, r in enumerate(rows) if len(r.ids) - r.start == 1]
+            keep = multi if multi else single[:1] if single else [0]
+            host = keep[0]
+            extras = [rows[j].ids[rows[j].start] for j in single if j not in keep]
+            where = {}
+            for k, j in enumerate(keep):
+                where[j] = (k, "tok", 0)
+            for e, j in enumerate(j for j in single if j not in keep):
+                where[j] = (0, "extra", e)
+            for k, j in enumerate(keep):
+                r = rows[j]
+                all_rows.append(_Row(r.ids, r.start, tuple(extras) if k == 0 else ()))
+            plans.append((first, [where[j] for j in range(len(classes))]))
         scored = self._score_rows(all_rows, max(top_k, 1))
-        return _assemble(self, prompts, choices, owner, scored, top_k)
+        out = []
+        for (first, plan), classes in zip(plans, choices):
+            class_lps = {}
+            for c, (k, how, e) in zip(classes, plan):
+                tok_lps, _, extra = scored[first + k]
+                class_lps[c] = sum(tok_lps) if how == "tok" else extra[e]
+            out.append(self._choice_score(scored[first][1], class_lps, top_k))
+        return out
+
+    def _choice_score(self, top: list[tuple[int, float]], class_lps: dict, top_k: int) -> ChoiceScore:
+        top_lp: dict[str, float] = {}
+        for tid, v in top[:top_k]:
+            top_lp.setdefault(self.token_text(tid), v)
+        greedy_id, greedy_lp = top[0]
+        return ChoiceScore(self.token_text(greedy_id), greedy_lp, top_lp, class_lps)
 
     def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         rows = [self._rows(c, [x])[0] for c, x in zip(contexts, continuations)]
-        return [sum(lps) for lps, _ in self._score_rows(rows, 0)]
-
-
-def _assemble(lm, prompts, choices, owner, scored, top_k) -> list[ChoiceScore]:
-    out: list[ChoiceScore] = []
-    per_item: dict[int, list] = {}
-    for n, s in zip(owner, scored):
-        per_item.setdefault(n, []).append(s)
-    for n in range(len(prompts)):
-        items = per_item[n]
-        top = items[0][1]
-        top_lp = {}
-        for tid, v in top[:top_k]:
-            top_lp.setdefault(lm.token_text(tid), v)
-        greedy_id, greedy_lp = top[0]
-        class_lps = {c: sum(lps) for c, (lps, _) in zip(choices[n], items)} if choices[n] else {}
-        out.append(ChoiceScore(lm.token_text(greedy_id), greedy_lp, top_lp, class_lps))
-    return out
+        return [sum(scored[0]) for scored in self._score_rows(rows, 0)]
 
 
 @torch.inference_mode()
 def naive_score_choices(lm: HFLM, prompts, choices, top_k: int = 5) -> list[ChoiceScore]:
-    """Reference scorer: one full forward pass per (prompt, choice) row, no batching, no cache reuse."""
-    all_rows, owner = [], []
-    for n, (prompt, classes) in enumerate(zip(prompts, choices)):
-        rows = lm._rows(prompt, classes)
-        all_rows.extend(rows)
-        owner.extend([n] * len(rows))
-    scored = []
-    for r in all_rows:
-        logits = lm.model(input_ids=torch.tensor([r.ids], device=lm.device)).logits[0].float()
-        lp = torch.log_softmax(logits, dim=-1)
-        targets = r.ids[r.start :]
-        tok_lps = [float(lp[r.start - 1 + t, targets[t]]) for t in range(len(targets))]
-        vals, ids = torch.topk(lp[r.start - 1], max(top_k, 1))
-        scored.append((tok_lps, list(zip(ids.tolist(), vals.tolist()))))
-    return _assemble(lm, prompts, choices, owner, scored, top_k)
+    """Reference scorer: one full forward pass per (prompt, choice) pair, no batching, no cache reuse."""
+    out = []
+    for prompt, classes in zip(prompts, choices):
+        class_lps, top = {}, None
+        for c, r in zip(classes, lm._rows(prompt, classes)):
+            logits = lm.model(input_ids=torch.tensor([r.ids], device=lm.device)).logits[0].float()
+            lp = torch.log_softmax(logits, dim=-1)
+            targets = r.ids[r.start :]
+            class_lps[c] = sum(float(lp[r.start - 1 + t, targets[t]]) for t in range(len(targets)))
+            if top is None:
+                vals, ids = torch.topk(lp[r.start - 1], max(top_k, 1))
+                top = list(zip(ids.tolist(), vals.tolist()))
+        out.append(lm._choice_score(top, class_lps, top_k))
+    return out
 
 
 def set_threads() -> None:
