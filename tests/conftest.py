@@ -1,0 +1,66 @@
+"""Shared fixtures: real Snakemake runs of the repository's workflow in temporary working directories."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+# Materialized embedded models are shared by all tests (and with a default run in the checkout).
+MODELS_DIR = Path(os.environ.get("TALLTALES_TEST_MODELS", REPO / "resources" / "models"))
+
+
+def deep_update(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def make_config(workdir: Path, **overrides) -> dict:
+    """The repository's config.yaml + tests/config/config.yaml + ``overrides``, with paths in ``workdir``."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = deep_update(cfg, yaml.safe_load((REPO / "tests" / "config" / "config.yaml").read_text()))
+    cfg = deep_update(cfg, {"paths": {"models_dir": str(MODELS_DIR), "cache": str(workdir / "cache.sqlite")}})
+    return deep_update(cfg, overrides)
+
+
+def write_config(workdir: Path, cfg: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run the real workflow in ``workdir`` (which holds its config.yaml)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "-c2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc
+
+
+def planned_rules(workdir: Path, *targets: str) -> dict[str, int]:
+    """Rules (with job counts) a dry run would execute."""
+    proc = snakemake(workdir, "-n", *targets)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    m = re.search(r"Job stats:\n(.*?)\n\n", out, re.S)
+    assert m, out[-3000:]
+    rules = {}
+    for line in m.group(1).splitlines()[2:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] != "total":
+            rules[parts[0]] = int(parts[1])
+    return rules
