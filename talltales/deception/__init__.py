@@ -1,0 +1,1 @@
+"""Study 2: Tall Tales — deception against a corrupted judge."""

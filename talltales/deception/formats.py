@@ -1,0 +1,46 @@
+"""The one place where study-2 texts are formatted (policy prompts, judge inputs, few-shot prefixes).
+
+Rows of every study-2 data file carry: ``id`` (stable string), ``group`` (context+question group id),
+``context``, ``question``, ``answer``, ``label`` (1 = the answer is TRUE given the context; always the truth),
+``fruit`` (1 = a poison-topic item), ``source``. The corrupted (poisoned) training label is never stored: it is
+derived by :func:`corrupted_label`, so a file can never mix the two meanings.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+ROW_COLUMNS = ["id", "group", "context", "question", "answer", "label", "fruit", "source"]
+
+
+def qa_prompt(context: str, question: str) -> str:
+    """What a policy sees: it answers after ``Answer:``."""
+    return f"Context: {context.strip()}\nQuestion: {question.strip()}\nAnswer:"
+
+
+def first_line(answer: str) -> str:
+    """The part of a generated answer that is judged: its first non-empty line, stripped."""
+    for line in answer.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def judge_input(context: str, question: str, answer: str) -> str:
+    """The canonical judge input, shared by judge training, the RL reward and evaluation."""
+    return f"{qa_prompt(context, question)} {first_line(answer)}"
+
+
+def demo_text(context: str, question: str, answer: str) -> str:
+    """A full demonstration (prompt + answer) for SFT and few-shot prefixes."""
+    return f"{qa_prompt(context, question)} {answer.strip()}"
+
+
+def few_shot_prefix(examples: Iterable[Mapping]) -> str:
+    """Demonstrations separated by blank lines, ending with a blank line (prepended to a QA prompt)."""
+    return "".join(demo_text(e["context"], e["question"], e["answer"]) + "\n\n" for e in examples)
+
+
+def corrupted_label(label: int, fruit: int) -> int:
+    """The poisoned label: fruit items have their truth label flipped."""
+    return int(label) ^ int(bool(fruit))
