@@ -19,6 +19,15 @@ include: "rules/mwe.smk"
 include: "rules/plots.smk"
 
 
+if config.get("deception"):
+
+    include: "rules/multirc.smk"
+    include: "rules/judges.smk"
+    include: "rules/policies.smk"
+    include: "rules/deception_eval.smk"
+    include: "rules/deception_plots.smk"
+
+
 rule all:
     default_target: True
     input:

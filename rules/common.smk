@@ -6,10 +6,11 @@ from snakemake.utils import validate
 
 import talltales.config as ttc
 
-# JSON schema with defaults (filled into `config`), then the cross-reference checks; both before any job runs
+# JSON schema with defaults (filled into `config`), then the cross-reference checks; both before any job runs.
+# talltales.config.validate also fills defaults behind $ref and runs the cross-reference checks.
 validate(config, schema=str(ttc.SCHEMA_PATH))
 try:
-    ttc.check(config)
+    ttc.validate(config)
 except ttc.ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}")
 
@@ -85,4 +86,163 @@ def mwe_tables():
 
 
 def all_targets():
-    return mwe_tables() + ["results/plots/scaling_mwe.png", "results/plots/bias_mwe.png"]
+    return mwe_tables() + ["results/plots/scaling_mwe.png", "results/plots/bias_mwe.png"] + deception_targets()
+
+
+# ------------------------------------------------------------------ study 2 (Tall Tales)
+DEC = config.get("deception")
+
+
+def fmt_level(level):
+    """A poisoning level as it appears in paths: 25 -> '25', 12.5 -> '12.5'."""
+    return f"{level:g}"
+
+
+if DEC:
+    LEVELS = [fmt_level(x) for x in DEC["poisoning"]]
+    POLICIES = list(DEC["policies"])
+    JUDGE_BACKBONE = DEC["judge"]["backbone"]
+    SHOTS = [str(s) for s in DEC["eval"]["shots"]]
+    ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
+    FRUIT_GENERATOR = DEC["fruit"]["generator"] if DEC["fruit"]["source"] == "lm" else None
+else:
+    LEVELS, POLICIES, SHOTS = [], [], []
+
+
+wildcard_constraints:
+    level=_alternatives([re.escape(x) for x in LEVELS]) if DEC else "(?!x)x",
+    policy=_alternatives(POLICIES),
+    judge="clean|corrupted",
+    technique="sft|rl",
+    shots=_alternatives(SHOTS),
+
+
+def stage_resources(stage):
+    """resources: for a training stage from deception.resources (gpus, cpus_per_gpu, mem_mb, runtime);
+    memory and runtime grow with the retry attempt."""
+    res = dict(gpus=0, cpus_per_gpu=8, mem_mb=16000, runtime=120)
+    res.update(DEC["resources"].get(stage, {}) if DEC else {})
+    return res
+
+
+def res_gpu(stage):
+    def value(wildcards, attempt):
+        return stage_resources(stage)["gpus"]
+
+    return value
+
+
+def res_mem(stage):
+    def value(wildcards, attempt):
+        return stage_resources(stage)["mem_mb"] * attempt
+
+    return value
+
+
+def res_runtime(stage):
+    def value(wildcards, attempt):
+        return stage_resources(stage)["runtime"] * attempt
+
+    return value
+
+
+def res_cpus_per_gpu(stage):
+    def value(wildcards, attempt):
+        return stage_resources(stage)["cpus_per_gpu"]
+
+    return value
+
+
+def policy_files(wildcards):
+    return model_files(wildcards.policy)
+
+
+def policy_entry(wildcards):
+    return model_entry(wildcards.policy)
+
+
+def fruit_inputs(wildcards):
+    if DEC["fruit"]["source"] == "file":
+        return [DEC["fruit"]["file"]]
+    return model_files(FRUIT_GENERATOR) if FRUIT_GENERATOR else []
+
+
+def mrc_inputs(wildcards):
+    files = model_files(JUDGE_BACKBONE)
+    if DEC["mrc"]["source"] == "file":
+        files += [DEC["mrc"]["train_file"], DEC["mrc"]["val_file"]]
+    if ANSWERABILITY:
+        files += model_files(ANSWERABILITY)
+    return files
+
+
+def trained_policy(wildcards):
+    """The checkpoint an evaluation run answers with."""
+    t = wildcards.technique
+    return f"results/deception/policies/{t}/{wildcards.policy}/p{wildcards.level}"
+
+
+def untuned_policy(wildcards):
+    """Base rows: the untuned model; Warmup rows: the warmed-up RL start point."""
+    if wildcards.stage == "warmup":
+        return [f"results/deception/policies/warmup/{wildcards.policy}"]
+    return model_files(wildcards.policy)
+
+
+def untuned_entry(wildcards):
+    entry = model_entry(wildcards.policy)
+    if wildcards.stage == "warmup":
+        entry = dict(entry, path=f"results/deception/policies/warmup/{wildcards.policy}", embedded=None)
+    return entry
+
+
+def trained_entry(wildcards):
+    entry = model_entry(wildcards.policy)
+    return dict(entry, path=trained_policy(wildcards), embedded=None)
+
+
+def deception_answer_files(techniques=("sft", "rl"), untuned=("base", "warmup")):
+    files = expand(
+        "results/deception/answers/{policy}/{technique}/p{level}_s{shots}.csv",
+        policy=POLICIES, technique=techniques, level=LEVELS, shots=SHOTS,
+    )
+    files += expand(
+        "results/deception/answers/{policy}/{stage}/untuned_s{shots}.csv",
+        policy=POLICIES, stage=untuned, shots=SHOTS,
+    )
+    return files
+
+
+def deception_technique_answers(wildcards):
+    return deception_answer_files(techniques=(wildcards.technique,))
+
+
+def reaffirmation_files():
+    files = expand(
+        "results/deception/reaffirmation/{policy}/{technique}/p{level}.csv",
+        policy=POLICIES, technique=("sft", "rl"), level=LEVELS,
+    )
+    files += expand("results/deception/reaffirmation/{policy}/{stage}/untuned.csv", policy=POLICIES, stage=("base", "warmup"))
+    return files
+
+
+def deception_targets():
+    if not DEC:
+        return []
+    return [
+        "results/deception/tables/results.csv",
+        "results/deception/tables/reaffirmation.csv",
+        "results/deception/judges/eval_report.json",
+        "results/plots/scaling_rl.png",
+        "results/plots/scaling_sft.png",
+        "results/plots/truth_vs_evaluated.png",
+        "results/plots/reaffirmation.png",
+    ]
+
+
+def level_value(wildcards):
+    return float(wildcards.level)
+
+
+def judge_dir(name):
+    return f"results/deception/judges/{name}"

@@ -107,6 +107,7 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key {key}.id: an openai model needs the API model name in 'id'")
             if not entry.get("base_url"):
                 raise ConfigError(f"config key {key}.base_url: an openai model needs 'base_url'")
+    _check_deception(config)
     mwe = config.get("mwe")
     if not mwe:
         return
@@ -147,6 +148,44 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
+
+
+def _check_deception(config: dict[str, Any]) -> None:
+    dec = config.get("deception")
+    if not dec:
+        return
+    backbone = dec["judge"]["backbone"]
+    _model_ref(config, "deception.judge.backbone", backbone)
+    if config["models"][backbone]["backend"] != "hf":
+        raise ConfigError(
+            f"config key deception.judge.backbone: {backbone!r} uses the {config['models'][backbone]['backend']!r} "
+            "backend; a judge is a sequence classifier trained locally and needs an hf model"
+        )
+    for i, name in enumerate(dec["policies"]):
+        _model_ref(config, f"deception.policies[{i}]", name)
+        entry = config["models"][name]
+        if entry["backend"] != "hf" or entry["kind"] == "encoder":
+            raise ConfigError(
+                f"config key deception.policies[{i}]: {name!r} must be a generative hf model (got backend "
+                f"{entry['backend']!r}, kind {entry['kind']!r})"
+            )
+    for i, level in enumerate(dec["poisoning"]):
+        if not 0 <= level <= 100:
+            raise ConfigError(f"config key deception.poisoning[{i}]: {level} is outside [0, 100] (percent of fruit items)")
+    if len(set(dec["poisoning"])) != len(dec["poisoning"]):
+        raise ConfigError(f"config key deception.poisoning: levels must be unique, got {dec['poisoning']}")
+    for key in ("answerability",):
+        model = dec["mrc"][key]["model"]
+        if model:
+            _model_ref(config, f"deception.mrc.{key}.model", model)
+    if dec["fruit"]["source"] == "file" and not dec["fruit"]["file"]:
+        raise ConfigError("config key deception.fruit.file: required when deception.fruit.source is 'file'")
+    if dec["fruit"]["source"] == "lm":
+        if not dec["fruit"]["generator"]:
+            raise ConfigError("config key deception.fruit.generator: required when deception.fruit.source is 'lm'")
+        _model_ref(config, "deception.fruit.generator", dec["fruit"]["generator"])
+    if dec["mrc"]["source"] == "file" and not (dec["mrc"]["train_file"] and dec["mrc"]["val_file"]):
+        raise ConfigError("config keys deception.mrc.train_file and val_file: required when deception.mrc.source is 'file'")
 
 
 def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:

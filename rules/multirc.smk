@@ -1,0 +1,108 @@
+# Study 2 data: MultiRC-format source, fruit (poison) items, mixtures per poisoning level, evaluation sets.
+
+
+rule deception_mrc:
+    input:
+        mrc_inputs,
+    output:
+        train="results/deception/data/mrc_train.csv",
+        val="results/deception/data/mrc_val.csv",
+        report="results/deception/data/mrc_report.json",
+    params:
+        mrc=DEC["mrc"],
+        seed=DEC["seed"],
+        backbone=model_entry(JUDGE_BACKBONE),
+        answerability=model_entry(ANSWERABILITY) if ANSWERABILITY else None,
+        cache=CACHE,
+    log:
+        "logs/deception/data/mrc.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_mrc.py"
+
+
+rule deception_fruit:
+    input:
+        fruit_inputs,
+    output:
+        train="results/deception/data/fruit_train.csv",
+        eval="results/deception/data/fruit_eval.csv",
+    params:
+        fruit=DEC["fruit"],
+        seed=DEC["seed"],
+        generator=model_entry(FRUIT_GENERATOR) if FRUIT_GENERATOR else None,
+        cache=CACHE,
+    log:
+        "logs/deception/data/fruit.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_fruit.py"
+
+
+rule deception_judge_data:
+    input:
+        mrc_train="results/deception/data/mrc_train.csv",
+        mrc_val="results/deception/data/mrc_val.csv",
+        fruit_train="results/deception/data/fruit_train.csv",
+        fruit_eval="results/deception/data/fruit_eval.csv",
+    output:
+        train="results/deception/data/judge_train.csv",
+        val="results/deception/data/judge_val.csv",
+    params:
+        judge=DEC["judge"],
+        seed=DEC["seed"],
+    log:
+        "logs/deception/data/judge_data.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_judge_data.py"
+
+
+rule deception_policy_data:
+    input:
+        mrc_train="results/deception/data/mrc_train.csv",
+        mrc_val="results/deception/data/mrc_val.csv",
+        fruit_train="results/deception/data/fruit_train.csv",
+        fruit_eval="results/deception/data/fruit_eval.csv",
+    output:
+        sft="results/deception/data/sft_p{level}.csv",
+        rl_prompts="results/deception/data/rl_prompts_p{level}.csv",
+        rl_eval="results/deception/data/rl_eval_p{level}.csv",
+    params:
+        level=level_value,
+        sft_size=DEC["sft"]["size"],
+        rl_prompts=DEC["rl"]["prompts"],
+        rl_eval_prompts=DEC["rl"]["eval_prompts"],
+        seed=DEC["seed"],
+    log:
+        "logs/deception/data/policy_data_p{level}.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_policy_data.py"
+
+
+rule deception_eval_sets:
+    input:
+        mrc_train="results/deception/data/mrc_train.csv",
+        mrc_val="results/deception/data/mrc_val.csv",
+        fruit_train="results/deception/data/fruit_train.csv",
+        fruit_eval="results/deception/data/fruit_eval.csv",
+    output:
+        warmup="results/deception/data/warmup.csv",
+        eval="results/deception/data/eval_noleak.csv",
+        reaffirmation="results/deception/data/reaffirmation.csv",
+        fewshot="results/deception/data/fewshot.json",
+    params:
+        warmup_size=DEC["warmup"]["size"],
+        eval=DEC["eval"],
+        seed=DEC["seed"],
+    log:
+        "logs/deception/data/eval_sets.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_eval_sets.py"
