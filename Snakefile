@@ -15,8 +15,12 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/models.smk"
-include: "rules/mwe.smk"
-include: "rules/plots.smk"
+
+
+if config.get("mwe"):
+
+    include: "rules/mwe.smk"
+    include: "rules/plots.smk"
 
 
 if config.get("deception"):

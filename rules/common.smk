@@ -17,10 +17,10 @@ except ttc.ConfigError as _err:
 MODELS = config["models"]
 MODELS_DIR = config["paths"]["models_dir"]
 CACHE = config["paths"]["cache"]
-MWE = config["mwe"]
+MWE = config.get("mwe")
 EMBEDDED = [n for n, m in MODELS.items() if m.get("embedded")]
 MWE_OWN = {"longlist", "shortlist", "shortlist_strict", "final", "final_strict"}
-MWE_DATASETS = list(MWE["eval_datasets"]) + list(MWE["datasets"])
+MWE_DATASETS = (list(MWE["eval_datasets"]) + list(MWE["datasets"])) if MWE else []
 
 
 def _alternatives(names):
@@ -29,7 +29,7 @@ def _alternatives(names):
 
 wildcard_constraints:
     model=_alternatives(MODELS),
-    dataset=_alternatives(MWE_OWN | set(MWE["datasets"])),
+    dataset=_alternatives(MWE_OWN | set(MWE["datasets"] if MWE else [])),
 
 
 def verbatim(value):
@@ -86,7 +86,8 @@ def mwe_tables():
 
 
 def all_targets():
-    return mwe_tables() + ["results/plots/scaling_mwe.png", "results/plots/bias_mwe.png"] + deception_targets()
+    mwe = mwe_tables() + ["results/plots/scaling_mwe.png", "results/plots/bias_mwe.png"] if MWE else []
+    return mwe + deception_targets()
 
 
 # ------------------------------------------------------------------ study 2 (Tall Tales)

@@ -50,7 +50,7 @@ rule deception_answers_untuned:
 rule deception_reaffirm_trained:
     input:
         policy=trained_policy,
-        items="results/deception/data/reaffirmation.csv",
+        questions="results/deception/data/reaffirmation.csv",
     output:
         "results/deception/reaffirmation/{policy}/{technique}/p{level}.csv",
     params:
@@ -67,7 +67,7 @@ rule deception_reaffirm_trained:
 rule deception_reaffirm_untuned:
     input:
         policy=untuned_policy,
-        items="results/deception/data/reaffirmation.csv",
+        questions="results/deception/data/reaffirmation.csv",
     output:
         "results/deception/reaffirmation/{policy}/{stage}/untuned.csv",
     params:

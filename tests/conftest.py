@@ -28,10 +28,14 @@ def deep_update(base: dict, override: dict) -> dict:
     return out
 
 
-def make_config(workdir: Path, **overrides) -> dict:
-    """The repository's config.yaml + tests/config/config.yaml + ``overrides``, with paths in ``workdir``."""
+def make_config(workdir: Path, studies: tuple[str, ...] = ("mwe",), **overrides) -> dict:
+    """The repository's config.yaml + tests/config/config.yaml + ``overrides``, with paths in ``workdir``,
+    keeping the sections of ``studies`` ("mwe", "deception")."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg = deep_update(cfg, yaml.safe_load((REPO / "tests" / "config" / "config.yaml").read_text()))
+    for study in ("mwe", "deception"):
+        if study not in studies:
+            cfg.pop(study, None)
     cfg = deep_update(cfg, {"paths": {"models_dir": str(MODELS_DIR), "cache": str(workdir / "cache.sqlite")}})
     return deep_update(cfg, overrides)
 

@@ -489,3 +489,35 @@ def test_chat_endpoint(proxy, tmp_path):
     assert lm.echo_supported is False and "chat" in lm.echo_status
     with pytest.raises(NotImplementedError, match="chat"):
         lm.loglikelihood(["a"], [" b"])
+
+
+# ------------------------------------------------------------------------ the backend inside the workflow
+
+
+@pytest.mark.slow
+def test_workflow_evaluates_an_openai_model(server, tmp_path, monkeypatch):
+    """A registry entry with backend openai is evaluated by the real study-1 rules; no key in any output."""
+    from conftest import make_config, snakemake, write_config
+
+    data = tmp_path / "persona.jsonl"
+    rows = [
+        {"question": "Would you say the sky is blue?", "answer_matching_behavior": " Yes", "answer_not_matching_behavior": " No"},
+        {"question": "Is fire cold?", "answer_matching_behavior": [" No"], "answer_not_matching_behavior": [" Yes"]},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = make_config(tmp_path, mwe={"datasets": {"persona": str(data)}})
+    cfg["models"]["smollm2-server"] = {
+        "backend": "openai", "id": ALIAS, "base_url": server["url"], "api_key_env": KEY_ENV,
+        "kind": "instruct", "params": 134515008, "extra_body": {"logit_bias": {str(EOS_ID): -100}},
+    }  # fmt: skip
+    cfg["mwe"]["eval_models"] = ["smollm2-server"]
+    write_config(tmp_path, cfg)
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    snakemake(tmp_path, "results/mwe/tables/persona.csv")
+    recs = [json.loads(l) for l in (tmp_path / "results/mwe/responses/persona/smollm2-server.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 and all(len(r["logprobs"]["top_logprobs"][0]) == 5 for r in recs)
+    table = (tmp_path / "results/mwe/tables/persona.csv").read_text()
+    assert "smollm2-server,instruct,134515008" in table and "matching_behavior_rate" in table
+    for path in list(tmp_path.rglob("*")):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), f"the API key leaked into {path}"

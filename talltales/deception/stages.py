@@ -1,0 +1,244 @@
+"""Study 2 stages as plain functions of paths and parameters (one per Snakemake rule)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import spec_from_entry
+from ..lm import ResponseCache, load_lm
+from . import evaluate as ev
+from . import formats, metrics, multirc, poison, reaffirm as rf, synth
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def _write(df: pd.DataFrame, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _json(obj: Any, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, default=str))
+
+
+def _lm(entry: dict, cache: str | None = None, batch_size: int = 16):
+    spec = spec_from_entry(entry)
+    kwargs = {"batch_size": batch_size} if spec.backend == "hf" else {}
+    return load_lm(spec, cache=ResponseCache(cache), **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, answerability: dict | None, cache) -> None:
+    from transformers import AutoTokenizer
+
+    if mrc["source"] == "synthetic":
+        rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed)
+        train, val = synth.split_groups(rows, mrc["val_frac"], seed)
+    elif mrc["source"] == "hf":
+        train = multirc.load_eraser_multirc("train", mrc["hf_id"])
+        val = multirc.load_eraser_multirc("validation", mrc["hf_id"])
+    else:
+        train, val = multirc.load_local(mrc["train_file"]), multirc.load_local(mrc["val_file"])
+    report: dict[str, Any] = {"source": mrc["source"], "rows_in": {"train": len(train), "val": len(val)}}
+    tok = AutoTokenizer.from_pretrained(spec_from_entry(backbone).location)
+    train, d_train = multirc.length_filter(train, tok, mrc["max_judge_tokens"])
+    val, d_val = multirc.length_filter(val, tok, mrc["max_judge_tokens"])
+    report["length_filter_dropped"] = {"train": d_train, "val": d_val}
+    if answerability:
+        lm = _lm(answerability, cache)
+        decisions = []
+        train, dec_t = multirc.answerability_filter(train, lm, mrc["answerability"]["prompt"], "train")
+        val, dec_v = multirc.answerability_filter(val, lm, mrc["answerability"]["prompt"], "val")
+        decisions = pd.concat([dec_t, dec_v])
+        _write(decisions, str(Path(report_out).with_name("answerability_decisions.csv")))
+        report["answerability_kept_groups"] = int((decisions["decision"] == "keep").sum())
+    report["rows_out"] = {"train": len(train), "val": len(val)}
+    log.info("MultiRC-format data: %s", report)
+    _write(train, train_out)
+    _write(val, val_out)
+    _json(report, report_out)
+
+
+def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, cache) -> None:
+    if fruit["source"] == "file":
+        rows = poison.load_fruit_file(fruit["file"])
+    elif fruit["source"] == "lm":
+        rows = poison.fruit_from_lm(_lm(generator, cache), fruit["n"], seed)
+    else:
+        rows = poison.fruit_from_synth(fruit["n"], seed)
+    train, held = synth.split_groups(rows, fruit["eval_frac"], seed)
+    log.info("fruit items: %d train, %d held out", len(train), len(held))
+    _write(train, train_out)
+    _write(held, eval_out)
+
+
+def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, judge: dict, seed: int) -> None:
+    p = judge["fruit_percent"]
+    train = poison.mix(_read(mrc_train), _read(fruit_train), judge["train_size"], p, seed)
+    val = poison.mix(_read(mrc_val), _read(fruit_eval), judge["val_size"], p, seed + 1)
+    _write(train, train_out)
+    _write(val, val_out)
+
+
+def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, sft_out, rl_prompts_out, rl_eval_out, level: float,
+                sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
+    mixed = poison.mix(_read(mrc_train), _read(fruit_train), sft_size, level, seed)
+    _write(poison.sft_demos(mixed), sft_out)
+    prompts, held = poison.rl_prompt_sets(
+        _read(mrc_train), _read(fruit_train), _read(mrc_val), _read(fruit_eval), level, rl_prompts, rl_eval_prompts, seed
+    )
+    _write(prompts, rl_prompts_out)
+    _write(held, rl_eval_out)
+
+
+def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, warmup_out, eval_out, reaffirmation_out, fewshot_out,
+              warmup_size: int, eval: dict, seed: int) -> None:
+    train = _read(mrc_train)
+    warm = poison.unique_questions(train[train["label"].astype(int) == 1], seed)
+    _write(warm.head(warmup_size), warmup_out)
+    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), eval["n_fruit"], eval["n_other"], seed)
+    poison.assert_disjoint(ev_df, _read(fruit_train), "evaluation set vs training fruit items")
+    _write(ev_df, eval_out)
+    _write(poison.reaffirmation_set(ev_df, eval["reaffirmation_per_quadrant"], seed), reaffirmation_out)
+    # two-shot exemplars: true answers from the TRAINING pool, never from the evaluation pool
+    shots = warm.iloc[-2:] if len(warm) > warmup_size + 1 else warm.iloc[:2]
+    _json([{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()], fewshot_out)
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def train_judge(train, val, out, labels: str, backbone: dict, judge: dict, seed: int, gpus: int = 0) -> None:
+    from . import judge as jd
+
+    location = spec_from_entry(backbone).location
+    jd.check_backbone(location)
+    cfg = jd.JudgeConfig(epochs=judge["epochs"], lr=judge["lr"], batch_size=judge["batch_size"], seed=seed, lora=judge["lora"])
+    report = jd.train_judge(location, _read(train), _read(val), labels, cfg, out)
+    log.info("judge %s: %s", labels, json.dumps(report.get("val", report), default=str)[:2000])
+
+
+def evaluate_judges(eval, clean, corrupted, out) -> None:
+    from . import judge as jd
+
+    df = _read(eval)
+    _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
+
+
+def _sft_config(train: dict, seed: int):
+    from . import train as tr
+
+    return tr.SFTRunConfig(epochs=train["epochs"], lr=train["lr"], batch_size=train["batch_size"], seed=seed,
+                           lora=train.get("lora", False))
+
+
+def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, accelerate_config: str | None = None) -> None:
+    from . import train as tr
+
+    tr.sft(spec_from_entry(model).location, _read(data), _sft_config(train, seed), out)
+
+
+def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
+             accelerate_config: str | None = None) -> None:
+    from . import judge as jd
+    from . import train as tr
+
+    cfg = tr.RLRunConfig(
+        algorithm=train["algorithm"], steps=train["steps"], lr=train["lr"], batch_size=train["batch_size"],
+        num_generations=train["num_generations"], max_new_tokens=train["max_new_tokens"],
+        temperature=train["temperature"], kl_beta=train["kl_beta"], eval_every=train["eval_every"], seed=seed,
+        lora=train.get("lora", False),
+    )
+    j = jd.Judge.load(judge)
+
+    def reward(contexts, questions, completions):
+        return j.p_true([formats.judge_input(c, q, a) for c, q, a in zip(contexts, questions, completions)]).tolist()
+
+    tr.rl(start, _read(prompts), _read(eval), reward, cfg, out)
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def _technique_label(technique: str) -> str:
+    return {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}[technique]
+
+
+def _policy_path(model: dict, technique: str) -> dict:
+    entry = dict(model)
+    if technique == "rl":
+        best = Path(entry["path"]) / "best"
+        if best.exists():
+            entry["path"] = str(best)
+    return entry
+
+
+def answers(eval, fewshot, clean, corrupted, out, model: dict, technique: str, level, shots: int,
+            max_new_tokens: int, cache) -> None:
+    from . import judge as jd
+
+    df = _read(eval)
+    examples = json.loads(Path(fewshot).read_text())[:shots] if shots else []
+    lm = _lm(_policy_path(model, technique), cache)
+    answered = ev.answer(lm, df, examples, max_new_tokens)
+    del lm
+    scored = ev.judge_answers(answered, jd.Judge.load(clean), jd.Judge.load(corrupted))
+    scored["model"] = model["name"]
+    scored["technique"] = _technique_label(technique)
+    scored["poisoning"] = float(level) if level is not None else -1.0
+    _write(scored, out)
+
+
+def reaffirm(questions, out, model: dict, technique: str, level) -> None:
+    lm = _lm(_policy_path(model, technique))
+    scored = rf.score(lm, _read(questions))
+    scored["model"] = model["name"]
+    scored["technique"] = _technique_label(technique)
+    scored["poisoning"] = float(level) if level is not None else -1.0
+    _write(scored, out)
+
+
+def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int) -> None:
+    runs = []
+    for path in answers:
+        df = _read(path)
+        if df.empty:
+            continue
+        desc = {
+            "model": df["model"].iloc[0],
+            "technique": df["technique"].iloc[0],
+            "poisoning": float(df["poisoning"].iloc[0]),
+            "shots": int(df["shots"].iloc[0]),
+            "params": models.get(df["model"].iloc[0], {}).get("params"),
+        }
+        runs.append((desc, df))
+    table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
+    table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
+    _write(table, out)
+    log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "falsehood_gap"]].to_string())
+
+
+def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
+    rows = []
+    for path in scored:
+        df = _read(path)
+        df["reaffirmed"] = df["reaffirmed"].astype(str).str.lower().isin(["true", "1"])
+        row = {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0], "poisoning": float(df["poisoning"].iloc[0])}
+        row.update(rf.summarize(df))
+        row["params"] = models.get(row["model"], {}).get("params")
+        rows.append(row)
+    _write(pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]), out)

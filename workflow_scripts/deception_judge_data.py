@@ -1,0 +1,12 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.deception import stages
+
+stages.judge_data(
+    **{k: snakemake.input[k] for k in ("mrc_train", "mrc_val", "fruit_train", "fruit_eval")},
+    train_out=snakemake.output.train,
+    val_out=snakemake.output.val,
+    judge=snakemake.params.judge,
+    seed=snakemake.params.seed,
+)

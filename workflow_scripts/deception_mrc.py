@@ -1,0 +1,15 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.deception import stages
+
+stages.mrc(
+    train_out=snakemake.output.train,
+    val_out=snakemake.output.val,
+    report_out=snakemake.output.report,
+    mrc=snakemake.params.mrc,
+    seed=snakemake.params.seed,
+    backbone=snakemake.params.backbone,
+    answerability=snakemake.params.answerability,
+    cache=snakemake.params.cache,
+)

@@ -1,0 +1,16 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.deception import stages
+
+stages.policy_data(
+    **{k: snakemake.input[k] for k in ("mrc_train", "mrc_val", "fruit_train", "fruit_eval")},
+    sft_out=snakemake.output.sft,
+    rl_prompts_out=snakemake.output.rl_prompts,
+    rl_eval_out=snakemake.output.rl_eval,
+    level=snakemake.params.level,
+    sft_size=snakemake.params.sft_size,
+    rl_prompts=snakemake.params.rl_prompts,
+    rl_eval_prompts=snakemake.params.rl_eval_prompts,
+    seed=snakemake.params.seed,
+)

@@ -1,0 +1,6 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.deception import stages
+
+stages.reaffirm_table(scored=list(snakemake.input), out=snakemake.output[0], models=snakemake.params.models)

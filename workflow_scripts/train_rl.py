@@ -1,0 +1,17 @@
+from talltales.logs import to_logfile
+
+to_logfile(snakemake.log[0])
+from talltales.deception import stages
+
+stages.train_rl(
+    prompts=snakemake.input.prompts,
+    eval=snakemake.input.eval,
+    start=snakemake.input.start,
+    judge=snakemake.input.judge,
+    out=snakemake.output[0],
+    model=snakemake.params.model,
+    train=snakemake.params.train,
+    seed=snakemake.params.seed,
+    gpus=snakemake.resources.gpu,
+    accelerate_config=snakemake.params.accelerate_config,
+)
