@@ -75,7 +75,9 @@ def check_backbone(path_or_id: str | os.PathLike):
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise JudgeError(f"judge backbone {name!r} is a file, not a model folder (expected a folder with config.json)")
+            raise JudgeError(
+                f"judge backbone {name!r} is a file, not a model folder (expected a folder with config.json)"
+            )
         if not (p / "config.json").is_file():
             raise JudgeError(f"judge backbone {name!r} is not a model folder: it has no config.json")
         source = str(p)
@@ -161,7 +163,9 @@ def balance_rows(y: np.ndarray, seed: int) -> np.ndarray:
     """Indices (in their original order) left after dropping random majority-label rows."""
     idx0, idx1 = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
     if min(len(idx0), len(idx1)) == 0:
-        raise JudgeError(f"cannot balance judge training data with only one label (counts 0: {len(idx0)}, 1: {len(idx1)})")
+        raise JudgeError(
+            f"cannot balance judge training data with only one label (counts 0: {len(idx0)}, 1: {len(idx1)})"
+        )
     rng = np.random.default_rng(seed)
     n = min(len(idx0), len(idx1))
     keep0 = idx0 if len(idx0) == n else rng.choice(idx0, n, replace=False)
@@ -229,6 +233,8 @@ def _ensure_pad(tok, model) -> None:
 
 
 def _encode(tok, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    if len(texts) == 0:
+        return []
     return tok(list(texts), truncation=True, max_length=max_length)["input_ids"]
 
 
@@ -366,6 +372,8 @@ def _save_checkpoint(partial: Path, model, opt, sched, step: int, fingerprint: s
     final = partial / CHECKPOINT
     old = partial / (CHECKPOINT + ".old")
     if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
         final.rename(old)
     tmp.rename(final)
     if old.exists():
@@ -392,7 +400,14 @@ def _wrap_lora(model):
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError as e:
         raise JudgeError("judge config has lora: true, but peft is not installed: pip install peft") from e
-    return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, **LORA))
+    # the classifier head (any top-level module outside the backbone: classifier, score, classification_head)
+    # is trained in full, as the original's `score` head
+    prefix = getattr(model, "base_model_prefix", "")
+    heads = [n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())]
+    try:
+        return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, modules_to_save=heads, **LORA))
+    except ValueError as e:  # e.g. no default target modules for this model_type
+        raise JudgeError(f"cannot put LoRA adapters on a {model.config.model_type!r} judge: {e}") from e
 
 
 def _build_model(source: str, cfg: JudgeConfig, device: torch.device, weights: torch.dtype):
@@ -439,8 +454,8 @@ def train_judge(
     train_df: pd.DataFrame,
     val_df: pd.DataFrame | None,
     labels: str,
-    cfg: JudgeConfig | None = None,
-    out_dir: str | os.PathLike = "judge",
+    cfg: JudgeConfig,
+    out_dir: str | os.PathLike,
     log_every: int = 50,
     progress: bool = True,
     stop_after_steps: int | None = None,
@@ -448,11 +463,15 @@ def train_judge(
 ) -> dict:
     """Fine-tune ``backbone`` as a two-label judge on ``train_df`` with ``labels`` ("clean" | "corrupted").
 
-    Writes the model and tokenizer (``save_pretrained``), ``metrics.jsonl`` (one row per step: step, epoch, loss,
-    lr; plus validation rows) and ``report.json`` to ``out_dir`` (built in ``<out_dir>.partial``, renamed at the
-    end). Returns the report. ``stop_after_steps`` raises KeyboardInterrupt once that global step is done (a
-    test hook for resuming); ``on_step(step, loss)`` is called after every step."""
-    cfg = cfg or JudgeConfig()
+    Writes the model and tokenizer (``save_pretrained``), ``metrics.jsonl`` (one row per step: kind "train", step,
+    epoch, loss, lr; and kind "eval" rows with the validation accuracy against the training labels and the truth,
+    every ``cfg.eval_every`` steps or at every epoch end) and ``report.json`` to ``out_dir`` (built in
+    ``<out_dir>.partial``, renamed at the end). Returns the report.
+
+    An interrupted run (kill, Ctrl-C) resumes from ``<out_dir>.partial/checkpoint`` (saved every
+    ``cfg.checkpoint_every`` steps and at every epoch end) when backbone, labels, config and training rows are the
+    same; otherwise it starts over. ``stop_after_steps`` raises KeyboardInterrupt once that global step is done
+    (a test hook for resuming); ``on_step(step, loss)`` is called after every step."""
     cfg.validate()
     if labels not in LABEL_KINDS:
         raise JudgeError(f"labels must be one of {LABEL_KINDS}, not {labels!r}")
@@ -489,7 +508,7 @@ def train_judge(
     tok, model = _build_model(source, cfg, device, weights)
     pad_id = tok.pad_token_id
     ids = _encode(tok, texts, cfg.max_length)
-    n_truncated = int(sum(len(x) > cfg.max_length for x in tok(texts)["input_ids"]))
+    n_truncated = int(sum(len(x) > cfg.max_length for x in tok(texts, verbose=False)["input_ids"]))
     if n_truncated:
         log.info("%d of %d training inputs longer than %d tokens lose the start of their context",
                  n_truncated, len(texts), cfg.max_length)
@@ -505,8 +524,10 @@ def train_judge(
     # ---- resume or start over
     step = 0
     resumed_from = None
-    ckpt_file = partial / CHECKPOINT / "state.pt"
-    if ckpt_file.is_file():
+    # (checkpoint.old is the previous one while a new one is being renamed into place)
+    ckpt_file = next((f for f in (partial / CHECKPOINT / "state.pt", partial / (CHECKPOINT + ".old") / "state.pt")
+                      if f.is_file()), None)
+    if ckpt_file is not None:
         state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != fp:
             log.warning("checkpoint in %s is from another config or data; starting over", partial)
@@ -530,8 +551,9 @@ def train_judge(
         metrics_rows = []
     else:  # steps after the checkpoint are redone: drop their rows
         metrics_rows = [r for r in _read_metrics(metrics_path) if r.get("step", 0) <= step]
-    with open(metrics_path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in metrics_rows)
+    tmp = metrics_path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in metrics_rows))
+    tmp.replace(metrics_path)
     losses = {r["step"]: r["loss"] for r in metrics_rows if r.get("kind") == "train"}
 
     def evaluate(at: int, epoch: int, metrics) -> None:
@@ -566,7 +588,8 @@ def train_judge(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                    trainable = [p for p in model.parameters() if p.requires_grad]
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
                 lr = sched.get_last_lr()[0]
                 opt.step()
                 sched.step()
@@ -582,9 +605,7 @@ def train_judge(
                 if on_step is not None:
                     on_step(step, lv)
                 epoch_end = b == steps_per_epoch - 1
-                if cfg.eval_every and step % cfg.eval_every == 0 and not epoch_end:
-                    evaluate(step, epoch, metrics)
-                if epoch_end:
+                if (step % cfg.eval_every == 0) if cfg.eval_every else epoch_end:
                     evaluate(step, epoch, metrics)
                 if step % cfg.checkpoint_every == 0 or epoch_end:
                     _save_checkpoint(partial, model, opt, sched, step, fp)
@@ -623,7 +644,8 @@ def train_judge(
     to_save.save_pretrained(partial)
     tok.save_pretrained(partial)
     (partial / REPORT).write_text(json.dumps(report, indent=2) + "\n")
-    shutil.rmtree(partial / CHECKPOINT, ignore_errors=True)
+    for name in (CHECKPOINT, CHECKPOINT + ".old", CHECKPOINT + ".tmp"):
+        shutil.rmtree(partial / name, ignore_errors=True)
     old = out_dir.parent / (out_dir.name + ".old")
     if out_dir.exists():
         if old.exists():
