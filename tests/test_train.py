@@ -1,0 +1,392 @@
+"""Policy training (talltales.deception.train) on a tiny offline random-init Llama: label masking, SFT, resumption,
+RL (RLOO and GRPO), the held-out best checkpoint, the JSON entry point and the launch command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from talltales.deception import formats
+from talltales.deception import train as T
+from tiny import make_model, make_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+DEMOS = pd.DataFrame({
+    "context": ["Paris is in France.", "The sky is blue today and the sun is out.", "Asia is big.", "Cats are animals."] * 3,
+    "question": ["Is Paris in France?", "Is the sky blue?", "Is Asia bigger than Australia?", "Are cats animals?"] * 3,
+    "answer": ["Yes", "Yes, it is blue.", "Yes", "No"] * 3,
+})
+PROMPTS = DEMOS[["context", "question"]].iloc[:8].reset_index(drop=True)
+EVAL_PROMPTS = pd.DataFrame({
+    "context": ["Dogs bark.", "Water is wet.", "Fish swim.", "Snow is cold.", "Birds fly.", "Fire is hot."],
+    "question": ["Do dogs bark?", "Is water wet?", "Do fish swim?", "Is snow cold?", "Can birds fly?", "Is fire hot?"],
+})
+
+
+def space_reward(contexts, questions, completions):
+    """1 when the completion starts with a space (~1/3 of the tiny model's samples at the start)."""
+    assert len(contexts) == len(questions) == len(completions)
+    return [1.0 if c.startswith(" ") else 0.0 for c in completions]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tok = make_tokenizer()
+    make_model(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def _weights(path):
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
+
+
+def _changed(a, b) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def _rows(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------------ labels and masking
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_labels_mask_prompt_and_pad(padding_side, pad_is_eos):
+    tok = make_tokenizer()
+    if pad_is_eos:
+        tok.pad_token = tok.eos_token
+    rows = DEMOS.iloc[:4]
+    enc = T.encode_rows(tok, rows, max_length=256)
+    batch = T.DemoCollator(tok.pad_token_id, padding_side)(enc)
+    ids, mask, labels, pos = batch["input_ids"], batch["attention_mask"], batch["labels"], batch["position_ids"]
+    assert len({len(e["input_ids"]) for e in enc}) > 1  # the batch really is padded
+    for i, r in enumerate(rows.itertuples()):
+        prompt_ids = tok(formats.qa_prompt(r.context, r.question))["input_ids"]
+        answer_ids = tok(" " + r.answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        real = mask[i].bool()
+        n_pad = int((~real).sum())
+        # pads sit on the requested side
+        pad_pos = list(range(n_pad)) if padding_side == "left" else list(range(len(real) - n_pad, len(real)))
+        assert not real[pad_pos].any()
+        assert (ids[i][~real] == tok.pad_token_id).all()
+        seq, lab = ids[i][real].tolist(), labels[i][real].tolist()
+        assert seq == prompt_ids + answer_ids  # the demo text is exactly prompt + " " + answer + EOS
+        # every masked position is a pad or a prompt token; every trained position an answer token or the EOS
+        assert (labels[i][~real] == T.IGNORE_INDEX).all()
+        assert lab[: len(prompt_ids)] == [T.IGNORE_INDEX] * len(prompt_ids)
+        assert lab[len(prompt_ids):] == answer_ids
+        assert enc[i]["n_prompt"] == len(prompt_ids)
+        # positions count real tokens only, whatever the padding side
+        assert pos[i][real].tolist() == list(range(len(seq)))
+    # the final EOS is trained on even when EOS is also the pad token
+    assert (labels == tok.eos_token_id).sum() == len(rows)
+
+
+def test_left_and_right_padding_give_the_same_loss():
+    tok = make_tokenizer()
+    model = make_model(tok)
+    enc = T.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
+    with torch.no_grad():
+        left = model(**T.DemoCollator(tok.pad_token_id, "left")(enc)).loss
+        right = model(**T.DemoCollator(tok.pad_token_id, "right")(enc)).loss
+    assert torch.isfinite(left) and abs(float(left) - float(right)) < 1e-4
+
+
+def test_too_long_demos_lose_prompt_tokens_not_the_answer():
+    tok = make_tokenizer()
+    full = T.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=10_000)
+    short = T.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=20)
+    assert not full["truncated"] and short["truncated"] and len(short["input_ids"]) == 20
+    n_answer = len(full["input_ids"]) - full["n_prompt"]
+    assert short["input_ids"][0] == tok.bos_token_id  # the BOS stays
+    assert short["input_ids"][-n_answer:] == full["input_ids"][-n_answer:]  # answer + EOS intact
+    assert len(short["input_ids"]) - short["n_prompt"] == n_answer
+    assert tok.decode(short["input_ids"][: short["n_prompt"]]).endswith("?\nAnswer:")  # the cue stays
+
+
+# ------------------------------------------------------------------------------------------------ SFT
+
+SFT_CFG = dict(epochs=3, lr=1e-2, batch_size=4, checkpoint_every=2, eval_every=3)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sft") / "model"
+    report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**SFT_CFG), str(out), val_rows=DEMOS.iloc[:2])
+    return out, report
+
+
+def test_sft_updates_weights_and_lowers_the_loss(tiny_dir, sft_run):
+    out, report = sft_run
+    assert report["loss_end"] < report["loss_start"] - 1.0  # mean loss on the demos, before vs after
+    assert report["val_loss_end"] < report["val_loss_start"]
+    assert report["steps"] == 9 and report["n_rows"] == len(DEMOS) and report["resumed_from_step"] is None
+    assert _changed(_weights(tiny_dir), _weights(str(out)))
+    assert not (out.parent / "model.partial").exists()
+    saved = json.loads((out / "train_report.json").read_text())
+    assert saved["loss_end"] == report["loss_end"] and saved["config"]["lr"] == 1e-2 and saved["seconds"] > 0
+    rows = _rows(out / "metrics.jsonl")
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == list(range(1, 10)) and all("lr" in r for r in rows if "loss" in r)
+    assert [r["step"] for r in rows if "eval_val_loss" in r] == [0, 3, 6, 9]
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(out).eos_token == "<eos>"
+
+
+def test_sft_resumes_from_its_last_checkpoint(tiny_dir, sft_run, tmp_path, caplog):
+    out = tmp_path / "model"
+    cfg = T.SFTRunConfig(**SFT_CFG)
+    with pytest.raises(KeyboardInterrupt):
+        T.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2], stop_after_steps=5)
+    partial = tmp_path / "model.partial"
+    assert not out.exists() and (partial / "checkpoint-4" / "trainer_state.json").exists()
+    assert max(r["step"] for r in _rows(partial / "metrics.jsonl")) == 5  # step 5 ran, was not checkpointed
+    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+        report = T.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2])
+    assert "resuming from step 4" in caplog.text
+    assert report["resumed_from_step"] == 4 and report["steps"] == 9
+    rows = _rows(out / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 10))  # continued, step 5 not duplicated
+    assert (out / "model.safetensors").exists() and not partial.exists()
+    # the resumed run is the uninterrupted one: same data order, RNG, optimizer and scheduler state
+    ref_out, ref = sft_run
+    assert report["loss_end"] == pytest.approx(ref["loss_end"], abs=1e-6)
+    ref_rows = _rows(ref_out / "metrics.jsonl")
+    assert [r.get("loss") for r in rows if "loss" in r] == pytest.approx(
+        [r.get("loss") for r in ref_rows if "loss" in r], abs=1e-6)
+
+
+def test_sft_does_not_resume_a_run_with_another_config(tiny_dir, tmp_path, caplog):
+    out = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt):
+        T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**SFT_CFG), str(out), stop_after_steps=2)
+    assert (tmp_path / "model.partial" / "checkpoint-2").exists()
+    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+        report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**{**SFT_CFG, "lr": 5e-3}), str(out))
+    assert "resuming" not in caplog.text and "starting afresh" in caplog.text
+    assert report["resumed_from_step"] is None and report["steps"] == 9
+    assert [r["step"] for r in _rows(out / "metrics.jsonl") if "loss" in r] == list(range(1, 10))
+
+
+# ------------------------------------------------------------------------------------------------ RL
+
+
+def _greedy_reward(model_dir, prompts) -> float:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    texts = [formats.qa_prompt(c, q) for c, q in zip(prompts.context, prompts.question)]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=False, max_new_tokens=4, pad_token_id=tok.pad_token_id)
+    comps = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        cut = row.index(tok.eos_token_id) if tok.eos_token_id in row else len(row)
+        comps.append(tok.decode(row[:cut], skip_special_tokens=True))
+    r = space_reward(list(prompts.context), list(prompts.question), comps)
+    return sum(r) / len(r)
+
+
+RL_CFG = dict(lr=3e-3, batch_size=4, num_generations=4, max_new_tokens=4, eval_batch_size=8)
+
+
+def test_rloo_moves_the_policy_toward_the_reward(tiny_dir, tmp_path):
+    out = tmp_path / "rl"
+    cfg = T.RLRunConfig(steps=30, eval_every=5, checkpoint_every=10, **RL_CFG)
+    report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    assert report["algorithm"] == "rloo" and report["steps"] == 30
+    rows = _rows(out / "metrics.jsonl")
+    train = [r for r in rows if r.get("reward") is not None]
+    assert [r["step"] for r in train] == list(range(1, 31))
+    assert all("rewards/judge/mean" in r and "kl" in r for r in train)  # trl's metrics, our reward's name
+    first, last = (sum(r["reward"] for r in rs) / len(rs) for rs in (train[:5], train[-5:]))
+    assert last > first + 0.3, (first, last)  # sampled reward ~0.2 -> ~0.9 (deterministic on CPU with seed 62)
+    held = [r for r in rows if "heldout_reward" in r]
+    assert [r["step"] for r in held] == [0, 5, 10, 15, 20, 25, 30]
+    candidates = [r for r in held if r["step"] > 0]
+    best = max(candidates, key=lambda r: r["heldout_reward"])
+    assert report["best_heldout_reward"] == best["heldout_reward"] > report["heldout_reward_start"]
+    assert report["best_step"] == min(r["step"] for r in candidates if r["heldout_reward"] == best["heldout_reward"])
+    # the kept best policy is the evaluated one: re-evaluating it gives the same greedy reward
+    assert _greedy_reward(str(out / "best"), EVAL_PROMPTS) == pytest.approx(report["best_heldout_reward"])
+    assert _changed(_weights(tiny_dir), _weights(str(out / "last")))
+    assert _changed(_weights(tiny_dir), _weights(str(out / "best")))
+    assert json.loads((out / "train_report.json").read_text())["best_step"] == report["best_step"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "last", "metrics.jsonl", "train_report.json"]
+
+
+def test_rl_resume_keeps_a_consistent_best(tiny_dir, tmp_path, caplog):
+    out = tmp_path / "rl"
+    cfg = T.RLRunConfig(steps=10, eval_every=2, checkpoint_every=4, **RL_CFG)
+    with pytest.raises(KeyboardInterrupt):
+        T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out), stop_after_steps=7)
+    partial = tmp_path / "rl.partial"
+    assert (partial / "checkpoint-4").exists() and not (partial / "checkpoint-8").exists()
+    assert json.loads((partial / "best" / "best.json").read_text())["step"] <= 4  # only checkpointed bests
+    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+        report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    assert "resuming from step 4" in caplog.text and report["resumed_from_step"] == 4
+    rows = _rows(out / "metrics.jsonl")
+    assert [r["step"] for r in rows if "heldout_reward" in r] == [0, 2, 4, 6, 8, 10]
+    assert [r["step"] for r in rows if r.get("reward") is not None] == list(range(1, 11))
+    assert _greedy_reward(str(out / "best"), EVAL_PROMPTS) == pytest.approx(report["best_heldout_reward"])
+    assert not partial.exists()
+
+
+def test_grpo_runs(tiny_dir, tmp_path):
+    out = tmp_path / "grpo"
+    cfg = T.RLRunConfig(algorithm="grpo", steps=2, eval_every=1, checkpoint_every=10, **RL_CFG)
+    report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    assert report["algorithm"] == "grpo" and report["steps"] == 2 and report["best_step"] in (1, 2)
+    assert [r["step"] for r in _rows(out / "metrics.jsonl") if r.get("reward") is not None] == [1, 2]
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "best")
+
+
+# ------------------------------------------------------------------------------------------------ entry point, launch
+
+
+def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
+    DEMOS.iloc[:4].to_csv(tmp_path / "demos.csv", index=False)
+    spec = {"policy_path": tiny_dir, "data": str(tmp_path / "demos.csv"), "out_dir": str(tmp_path / "sft"),
+            "config": {"epochs": 1, "lr": 1e-3, "batch_size": 2}}
+    (tmp_path / "sft.json").write_text(json.dumps(spec))
+    assert T.main(["sft", "--args-json", str(tmp_path / "sft.json")]) == 0
+    assert json.loads((tmp_path / "sft" / "train_report.json").read_text())["steps"] == 2
+
+    class FakeJudge:  # stands in for talltales.deception.judge.Judge
+        seen: list[str] = []
+
+        @classmethod
+        def load(cls, path, device="auto", batch_size=32):
+            assert path == "judge-dir" and batch_size == 8
+            return cls()
+
+        def p_true(self, texts):
+            FakeJudge.seen.extend(texts)
+            return torch.tensor([0.25] * len(texts)).numpy()
+
+    monkeypatch.setitem(sys.modules, "talltales.deception.judge", types.SimpleNamespace(Judge=FakeJudge))
+    PROMPTS.to_csv(tmp_path / "prompts.csv", index=False)
+    EVAL_PROMPTS.to_csv(tmp_path / "eval.csv", index=False)
+    spec = {"policy_path": tiny_dir, "prompts": str(tmp_path / "prompts.csv"), "eval_prompts": str(tmp_path / "eval.csv"),
+            "judge_path": "judge-dir", "judge_batch_size": 8, "out_dir": str(tmp_path / "rl"),
+            "config": {"steps": 1, "batch_size": 2, "num_generations": 2, "max_new_tokens": 3}}
+    (tmp_path / "rl.json").write_text(json.dumps(spec))
+    assert T.main(["rl", "--args-json", str(tmp_path / "rl.json")]) == 0
+    report = json.loads((tmp_path / "rl" / "train_report.json").read_text())
+    assert report["best_heldout_reward"] == pytest.approx(0.25)
+    # the judge saw canonical judge inputs: the policy prompt, a space and the completion's first line
+    prefixes = {formats.qa_prompt(c, q) for c, q in zip(PROMPTS.context, PROMPTS.question)}
+    prefixes |= {formats.qa_prompt(c, q) for c, q in zip(EVAL_PROMPTS.context, EVAL_PROMPTS.question)}
+    assert FakeJudge.seen and all(any(t.startswith(p + " ") or t == p + " " for p in prefixes) for t in FakeJudge.seen)
+    assert all("\n" not in t.split("\nAnswer:", 1)[1] for t in FakeJudge.seen)
+
+
+def test_accelerate_command():
+    args = ["sft", "--args-json", "a.json"]
+    assert T.accelerate_command(args, 1, "envs/accelerate/zero2.yaml") == [sys.executable, "-m", T.MODULE, *args]
+    assert T.accelerate_command(args, 0, "envs/accelerate/zero2.yaml")[1:] == ["-m", T.MODULE, *args]
+    cmd = T.accelerate_command(args, 4, "envs/accelerate/zero3_offload.yaml")
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[cmd.index("--config_file") + 1] == "envs/accelerate/zero3_offload.yaml"
+    from accelerate.commands.launch import launch_command_parser
+
+    ns = launch_command_parser().parse_args(cmd[3:])  # what `accelerate launch` makes of it
+    assert ns.num_processes == 4 and ns.module and ns.training_script == T.MODULE
+    assert ns.training_script_args == args
+
+
+@pytest.mark.parametrize("name,stage,offload", [("zero2.yaml", 2, "none"), ("zero3_offload.yaml", 3, "cpu")])
+def test_accelerate_configs(name, stage, offload):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = REPO_ROOT / "envs" / "accelerate" / name
+    raw = yaml.safe_load(path.read_text())
+    assert raw["distributed_type"] == "DEEPSPEED" and raw["mixed_precision"] == "bf16"
+    ds = raw["deepspeed_config"]
+    assert ds["zero_stage"] == stage and ds["offload_optimizer_device"] == offload == ds["offload_param_device"]
+    assert load_config_from_file(str(path)).distributed_type == "DEEPSPEED"
+
+
+def test_configs_from_dict():
+    assert T.SFTRunConfig.from_dict({"epochs": 2, "size": 400}, ignore=["size"]).epochs == 2
+    with pytest.raises(ValueError, match="unknown option"):
+        T.SFTRunConfig.from_dict({"epoch": 2})
+    rl = T.RLRunConfig.from_dict({"algorithm": "grpo", "prompts": 200}, ignore=["prompts", "eval_prompts"])
+    assert rl.algorithm == "grpo" and rl.seed == 62
+    with pytest.raises(ValueError):
+        T.RLRunConfig(algorithm="ppo")
+    with pytest.raises(ValueError):
+        T.RLRunConfig(num_generations=1)
+
+
+def test_reward_adapter_matches_trl_signature():
+    adapter = T._RewardForTrl(space_reward)
+    out = adapter(prompts=["p", "p"], completions=[" a", "b"], completion_ids=[[1], [2]], context=["c", "c"],
+                  question=["q", "q"], trainer_state=None, log_extra=None, log_metric=None)
+    assert out == [1.0, 0.0] and adapter.__name__ == "judge"
+
+
+def test_lora_sft_and_rl_save_merged_models(tiny_dir, tmp_path):
+    pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    rep = T.sft(tiny_dir, DEMOS.iloc[:8], T.SFTRunConfig(epochs=2, lr=1e-2, batch_size=4, lora=True),
+                str(tmp_path / "sft"))
+    assert rep["loss_end"] < rep["loss_start"]
+    assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "sft")).__name__ == "LlamaForCausalLM"
+    cfg = T.RLRunConfig(steps=2, eval_every=1, checkpoint_every=10, lora=True, **RL_CFG)
+    rep = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(tmp_path / "rl"))
+    for d in ("best", "last"):
+        assert not (tmp_path / "rl" / d / "adapter_config.json").exists()
+        assert _changed(_weights(tiny_dir), _weights(str(tmp_path / "rl" / d)))  # merged LoRA deltas
+    assert (tmp_path / "rl" / "best" / "best.json").exists() and rep["best_step"] in (1, 2)
+
+
+def test_recover_best_after_a_kill_between_checkpoint_and_promotion(tmp_path):
+    def make(name, step, reward):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.json").write_text(json.dumps({"step": step, "reward": reward}))
+
+    def best():
+        return json.loads((tmp_path / "best" / "best.json").read_text())
+
+    make("best", 2, 0.1)
+    make("best-pending", 4, 0.5)  # evaluated at step 4, checkpoint 4 written, promotion not done
+    T._recover_best(tmp_path, resumed_step=4)
+    assert best() == {"step": 4, "reward": 0.5} and not (tmp_path / "best-pending").exists()
+    make("best-pending", 6, 0.9)  # after the checkpoint: its steps will be redone
+    T._recover_best(tmp_path, resumed_step=4)
+    assert best()["step"] == 4 and not (tmp_path / "best-pending").exists()
+    (tmp_path / "best").rename(tmp_path / "best-old")  # killed inside the promotion
+    make("best-pending", 3, 0.2)
+    T._recover_best(tmp_path, resumed_step=4)
+    assert best()["step"] == 4 and not (tmp_path / "best-old").exists()
