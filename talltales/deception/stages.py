@@ -139,36 +139,41 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
     _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
 
 
-def _sft_config(train: dict, seed: int):
+def _launch(mode: str, args: dict, out: str, gpus: int, accelerate_config: str | None) -> None:
+    """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one
+    GPU, through ``accelerate launch`` (one process per GPU, DeepSpeed config from envs/accelerate) otherwise."""
+    import subprocess
+    import sys
+
     from . import train as tr
 
-    return tr.SFTRunConfig(epochs=train["epochs"], lr=train["lr"], batch_size=train["batch_size"], seed=seed,
-                           lora=train.get("lora", False))
+    spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
+    _json(args, str(spec_path))
+    if gpus and gpus > 1:
+        cmd = tr.accelerate_command([mode, "--args-json", str(spec_path)], gpus, accelerate_config or "")
+        log.info("launching: %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    else:
+        tr.main([mode, "--args-json", str(spec_path)])
+    spec_path.unlink(missing_ok=True)
+
+
+def _config(fields: dict, seed: int) -> dict:
+    return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
 
 
 def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, accelerate_config: str | None = None) -> None:
-    from . import train as tr
-
-    tr.sft(spec_from_entry(model).location, _read(data), _sft_config(train, seed), out)
+    """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
+    args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
+    _launch("sft", args, out, gpus, accelerate_config)
 
 
 def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
              accelerate_config: str | None = None) -> None:
-    from . import judge as jd
-    from . import train as tr
-
-    cfg = tr.RLRunConfig(
-        algorithm=train["algorithm"], steps=train["steps"], lr=train["lr"], batch_size=train["batch_size"],
-        num_generations=train["num_generations"], max_new_tokens=train["max_new_tokens"],
-        temperature=train["temperature"], kl_beta=train["kl_beta"], eval_every=train["eval_every"], seed=seed,
-        lora=train.get("lora", False),
-    )
-    j = jd.Judge.load(judge)
-
-    def reward(contexts, questions, completions):
-        return j.p_true([formats.judge_input(c, q, a) for c, q, a in zip(contexts, questions, completions)]).tolist()
-
-    tr.rl(start, _read(prompts), _read(eval), reward, cfg, out)
+    """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
+    args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
+            "config": _config(train, seed), "out_dir": out}
+    _launch("rl", args, out, gpus, accelerate_config)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
