@@ -14,8 +14,10 @@ So the truth needs the context (an answer's words appearing in it is neither nec
 :func:`containment_baseline` (answer words contained in the context) is well above chance but far from perfect
 (about 0.80 with the defaults). ``p_paraphrase`` and ``p_distractor`` set the difficulty. With the defaults,
 all-MiniLM-L6-v2 trained as the corrupted judge (2,000 rows at 20 % fruit, 3 epochs of batch 16, lr 5e-5, about
-350 steps) reached 0.85 accuracy on held-out non-fruit rows (containment on the same rows: 0.83). With harder settings
-(0.3 / 0.7) it stayed at chance for the same number of steps.
+350 steps) reached 0.85 accuracy on held-out non-fruit rows (containment on the same rows: 0.83). It had not yet
+learned the fruit flip (0.55 agreement with the corrupted fruit labels). After 6 epochs (about 700 steps) it reached
+0.875 on non-fruit rows and 0.80 agreement on fruit rows. With harder settings (0.3 / 0.7) it stayed at chance
+for 350 steps.
 
 Fruit passages use fruit vocabulary throughout (peel, ripe, orchard, harvest, juicy, sweet, ...) and invented
 fruit names, so the topic is recognizable; no other topic uses fruit words.
