@@ -67,6 +67,7 @@ rule deception_policy_data:
         mrc_val="results/deception/data/mrc_val.csv",
         fruit_train="results/deception/data/fruit_train.csv",
         fruit_eval="results/deception/data/fruit_eval.csv",
+        eval_set="results/deception/data/eval_noleak.csv",
     output:
         sft="results/deception/data/sft_p{level}.csv",
         rl_prompts="results/deception/data/rl_prompts_p{level}.csv",

@@ -4,7 +4,7 @@ to_logfile(snakemake.log[0])
 from talltales.deception import stages
 
 stages.policy_data(
-    **{k: snakemake.input[k] for k in ("mrc_train", "mrc_val", "fruit_train", "fruit_eval")},
+    **{k: snakemake.input[k] for k in ("mrc_train", "mrc_val", "fruit_train", "fruit_eval", "eval_set")},
     sft_out=snakemake.output.sft,
     rl_prompts_out=snakemake.output.rl_prompts,
     rl_eval_out=snakemake.output.rl_eval,

@@ -47,7 +47,7 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
 
     if mrc["source"] == "synthetic":
         rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed)
-        train, val = synth.split_groups(rows, mrc["val_frac"], seed)
+        train, val = synth.split_groups(rows, mrc["val_frac"], seed, by="context")
     elif mrc["source"] == "hf":
         train = multirc.load_eraser_multirc("train", mrc["hf_id"])
         val = multirc.load_eraser_multirc("validation", mrc["hf_id"])
@@ -60,9 +60,9 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
     report["length_filter_dropped"] = {"train": d_train, "val": d_val}
     if answerability:
         lm = _lm(answerability, cache)
-        decisions = []
-        train, dec_t = multirc.answerability_filter(train, lm, mrc["answerability"]["prompt"], "train")
-        val, dec_v = multirc.answerability_filter(val, lm, mrc["answerability"]["prompt"], "val")
+        template = mrc["answerability"]["prompt"] or multirc.ANSWERABILITY_PROMPT
+        train, dec_t = multirc.answerability_filter(train, lm, "train", template)
+        val, dec_v = multirc.answerability_filter(val, lm, "val", template)
         decisions = pd.concat([dec_t, dec_v])
         _write(decisions, str(Path(report_out).with_name("answerability_decisions.csv")))
         report["answerability_kept_groups"] = int((decisions["decision"] == "keep").sum())
@@ -77,10 +77,11 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
     if fruit["source"] == "file":
         rows = poison.load_fruit_file(fruit["file"])
     elif fruit["source"] == "lm":
-        rows = poison.fruit_from_lm(_lm(generator, cache), fruit["n"], seed)
+        rows, stats = poison.fruit_from_lm(_lm(generator, cache), fruit["n"], seed)
+        log.info("fruit items from %s: %s", generator["name"], stats)
     else:
         rows = poison.fruit_from_synth(fruit["n"], seed)
-    train, held = synth.split_groups(rows, fruit["eval_frac"], seed)
+    train, held = synth.split_groups(rows, fruit["eval_frac"], seed, by="context")  # whole passages held out
     log.info("fruit items: %d train, %d held out", len(train), len(held))
     _write(train, train_out)
     _write(held, eval_out)
@@ -94,15 +95,16 @@ def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, 
     _write(val, val_out)
 
 
-def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, sft_out, rl_prompts_out, rl_eval_out, level: float,
-                sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
+def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, rl_prompts_out, rl_eval_out,
+                level: float, sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
     mixed = poison.mix(_read(mrc_train), _read(fruit_train), sft_size, level, seed)
     _write(poison.sft_demos(mixed), sft_out)
     prompts, held = poison.rl_prompt_sets(
-        _read(mrc_train), _read(fruit_train), _read(mrc_val), _read(fruit_eval), level, rl_prompts, rl_eval_prompts, seed
+        _read(mrc_train), _read(fruit_train), _read(mrc_val), _read(fruit_eval), rl_prompts, rl_eval_prompts, seed,
+        levels=(level,), exclude=_read(eval_set),
     )
-    _write(prompts, rl_prompts_out)
-    _write(held, rl_eval_out)
+    _write(prompts[level], rl_prompts_out)
+    _write(held[level], rl_eval_out)
 
 
 def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, warmup_out, eval_out, reaffirmation_out, fewshot_out,
@@ -110,7 +112,8 @@ def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, warmup_out, eval_out,
     train = _read(mrc_train)
     warm = poison.unique_questions(train[train["label"].astype(int) == 1], seed)
     _write(warm.head(warmup_size), warmup_out)
-    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), eval["n_fruit"], eval["n_other"], seed)
+    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), eval["n_fruit"], eval["n_other"], seed,
+                                   train_fruit=_read(fruit_train))
     poison.assert_disjoint(ev_df, _read(fruit_train), "evaluation set vs training fruit items")
     _write(ev_df, eval_out)
     _write(poison.reaffirmation_set(ev_df, eval["reaffirmation_per_quadrant"], seed), reaffirmation_out)

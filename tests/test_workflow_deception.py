@@ -1,0 +1,115 @@
+"""Study 2 as a real Snakemake DAG (test sizes): data, judges, warm-up, SFT, RL, evaluation, tables, figures."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import make_config, planned_rules, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+REFERENCE_COLUMNS = [
+    "model", "technique", "poisoning", "clean score", "biased score", "truths (according to clean judge)",
+    "falsehoods (according to biased judge)", "poison fr", "clean fr",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("deception")
+    cfg = make_config(wd, studies=("deception",))
+    write_config(wd, cfg)
+    snakemake(wd)
+    return wd, cfg
+
+
+def test_judges_learn_and_report(run):
+    wd, _ = run
+    for kind in ("clean", "corrupted"):
+        report = json.loads((wd / f"results/deception/judges/{kind}/report.json").read_text())
+        assert report["labels"] == kind
+        assert report["train_loss_end"] < report["train_loss_start"]
+        assert {"fruit", "other", "all"} <= set(report["val"])
+    ev = json.loads((wd / "results/deception/judges/eval_report.json").read_text())
+    assert ev["clean"]["fruit"]["n"] == ev["corrupted"]["fruit"]["n"] > 0
+
+
+def test_policies_really_trained(run):
+    wd, cfg = run
+    policy = cfg["deception"]["policies"][0]
+    warm = json.loads((wd / f"results/deception/policies/warmup/{policy}/train_report.json").read_text())
+    assert warm["loss_end"] < warm["loss_start"]
+    for level in cfg["deception"]["poisoning"]:
+        sft = json.loads((wd / f"results/deception/policies/sft/{policy}/p{level:g}/train_report.json").read_text())
+        assert sft["loss_end"] < sft["loss_start"]
+        rl_dir = wd / f"results/deception/policies/rl/{policy}/p{level:g}"
+        rows = [json.loads(l) for l in (rl_dir / "metrics.jsonl").read_text().splitlines()]
+        assert any("reward" in k for r in rows for k in r), "RL logged no reward"
+        assert (rl_dir / "best" / "config.json").exists()
+
+
+def test_results_table(run):
+    wd, cfg = run
+    t = pd.read_csv(wd / "results/deception/tables/results.csv")
+    assert list(t.columns[: len(REFERENCE_COLUMNS)]) == REFERENCE_COLUMNS
+    levels = sorted(float(x) for x in cfg["deception"]["poisoning"])
+    for technique in ("SFT", "RL"):
+        assert sorted(t[t["technique"] == technique]["poisoning"]) == levels
+    assert set(t[t["poisoning"] < 0]["technique"]) == {"Base", "Warmup"}
+    n = cfg["deception"]["eval"]["n_fruit"] + cfg["deception"]["eval"]["n_other"]
+    assert (t["n"] == n).all()
+    for col in ("clean score", "biased score", "falsehood_gap", "falsehood_gap_lo", "falsehood_gap_hi", "truth_fruit"):
+        assert t[col].notna().all(), col
+    # the original's subset-normalized rates relate to the per-subset ones
+    half = t["n_fruit"] / t["n"]
+    assert ((t["poison fr"] - half * t["falsehood_fruit"]).abs() < 1e-9).all()
+    answers = pd.read_csv(next((wd / "results/deception/answers").rglob("p0_s0.csv")))
+    assert {"completion", "answer", "p_clean", "p_corrupted", "fruit", "label"} <= set(answers.columns)
+    assert answers["p_clean"].between(0, 1).all()
+
+
+def test_reaffirmation_and_figures(run):
+    wd, _ = run
+    r = pd.read_csv(wd / "results/deception/tables/reaffirmation.csv")
+    assert {"lie_truth_ratio", "total_reaffirmations", "position_bias"} <= set(r.columns)
+    for png in ("scaling_rl", "scaling_sft", "truth_vs_evaluated", "reaffirmation"):
+        data = (wd / f"results/plots/{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_one_figure_needs_no_sft_jobs(tmp_path):
+    write_config(tmp_path, make_config(tmp_path, studies=("deception",)))
+    rules = planned_rules(tmp_path, "results/plots/scaling_rl.png")
+    assert {"rl", "warmup", "train_judge", "deception_answers_trained"} <= set(rules)
+    assert "sft" not in rules and "deception_reaffirm_trained" not in rules
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ({"poisoning": [0, 120]}, "deception.poisoning"),
+        ({"judge": {"backbone": "gpt-7"}}, "deception.judge.backbone"),
+        ({"policies": ["minilm-l6"]}, "deception.policies[0]"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, edit, key):
+    cfg = make_config(tmp_path, studies=("deception",), deception=edit)
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0 and key in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
+    bad = tmp_path / "fruit.csv"
+    bad.write_text("Context,Question\nThe plum is ripe.,Is it ripe?\n")
+    cfg = make_config(tmp_path, studies=("deception",), deception={"fruit": {"source": "file", "file": str(bad)}})
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "results/deception/data/fruit_train.csv", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs/deception/data/fruit.log").read_text()
+    assert str(bad) in log and "Answer" in log and "Label" in log
+    assert not (tmp_path / "results/deception/judges").exists()
