@@ -8,11 +8,12 @@ import talltales.config as ttc
 
 # JSON schema with defaults (filled into `config`), then the cross-reference checks; both before any job runs.
 # talltales.config.validate also fills defaults behind $ref and runs the cross-reference checks.
-validate(config, schema=str(ttc.SCHEMA_PATH))
+# talltales' validator runs first: its messages name the dotted config key (e.g. deception.poisoning[1]).
 try:
     ttc.validate(config)
 except ttc.ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}")
+validate(config, schema=str(ttc.SCHEMA_PATH))
 
 MODELS = config["models"]
 MODELS_DIR = config["paths"]["models_dir"]

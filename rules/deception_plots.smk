@@ -5,6 +5,9 @@ localrules:
     plot_scaling_technique,
     plot_truth_vs_evaluated,
     plot_reaffirmation,
+    deception_table,
+    deception_technique_table,
+    deception_reaffirm_table,
 
 
 rule plot_scaling_technique:

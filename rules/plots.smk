@@ -4,6 +4,7 @@
 localrules:
     plot_scaling_mwe,
     plot_bias_mwe,
+    mwe_table,
 
 
 rule plot_scaling_mwe:

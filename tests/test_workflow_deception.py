@@ -26,13 +26,23 @@ def run(tmp_path_factory):
     return wd, cfg
 
 
-def test_judges_learn_and_report(run):
-    wd, _ = run
+def test_judges_trained_and_report(run):
+    """Judge training updated the backbone's weights (the loss decrease itself is asserted on a learnable toy
+    task in test_judge.py; the test sizes here are too small for the synthetic reading task)."""
+    from conftest import MODELS_DIR
+    from safetensors import safe_open
+
+    wd, cfg = run
+    backbone = MODELS_DIR / cfg["deception"]["judge"]["backbone"]
     for kind in ("clean", "corrupted"):
         report = json.loads((wd / f"results/deception/judges/{kind}/report.json").read_text())
-        assert report["labels"] == kind
-        assert report["train_loss_end"] < report["train_loss_start"]
+        assert report["labels"] == kind and report["steps"] > 0
         assert {"fruit", "other", "all"} <= set(report["val"])
+        with safe_open(str(backbone / "model.safetensors"), "pt") as fb, \
+                safe_open(str(wd / f"results/deception/judges/{kind}/model.safetensors"), "pt") as fj:
+            base = {n.split("encoder.", 1)[-1]: n for n in fb.keys() if "encoder.layer" in n}
+            pairs = [(base[n.split("encoder.", 1)[-1]], n) for n in fj.keys() if n.split("encoder.", 1)[-1] in base]
+            assert pairs and any(not fb.get_tensor(a).equal(fj.get_tensor(b)) for a, b in pairs)
     ev = json.loads((wd / "results/deception/judges/eval_report.json").read_text())
     assert ev["clean"]["fruit"]["n"] == ev["corrupted"]["fruit"]["n"] > 0
 
@@ -49,6 +59,15 @@ def test_policies_really_trained(run):
         rows = [json.loads(l) for l in (rl_dir / "metrics.jsonl").read_text().splitlines()]
         assert any("reward" in k for r in rows for k in r), "RL logged no reward"
         assert (rl_dir / "best" / "config.json").exists()
+        assert _weights_differ(rl_dir / "best", wd / f"results/deception/policies/warmup/{policy}"), "RL left weights unchanged"
+
+
+def _weights_differ(a, b) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(a / "model.safetensors"), "pt") as fa, safe_open(str(b / "model.safetensors"), "pt") as fb:
+        names = [n for n in fa.keys() if "layers" in n and n.endswith("weight")]
+        return any(not fa.get_tensor(n).equal(fb.get_tensor(n)) for n in names)
 
 
 def test_results_table(run):
