@@ -34,7 +34,7 @@ def error(config: dict) -> str:
 
 def test_repo_config_loads(raw):
     cfg = load_config(REPO_CONFIG)
-    assert set(cfg["models"]) == {"smollm2-135m-instruct", "gemma3-270m"}
+    assert set(cfg["models"]) == {"smollm2-135m-instruct", "gemma3-270m", "minilm-l6"}
     assert cfg["mwe"]["eval_models"] == raw["mwe"]["eval_models"]
     # schema defaults are filled into model entries
     assert cfg["models"]["gemma3-270m"]["dtype"] == "auto"
@@ -86,7 +86,7 @@ def test_unknown_eval_model(cfg):
     cfg["mwe"]["eval_models"] = ["gemma3-270m", "gpt-17"]
     msg = error(cfg)
     assert "mwe.eval_models[1]" in msg and "'gpt-17'" in msg
-    assert "gemma3-270m, smollm2-135m-instruct" in msg  # lists what the registry has
+    assert "gemma3-270m, minilm-l6, smollm2-135m-instruct" in msg  # lists what the registry has
 
 
 def test_unknown_generator(cfg):
