@@ -35,10 +35,16 @@ def _empty(out: str | Path, message: str) -> None:
     _save(ggplot() + annotate("text", x=0, y=0, label=message) + theme_void(), out, 6, 2)
 
 
+def _param_labels(breaks) -> list[str]:
+    """Parameter counts as 135M / 1.3B."""
+    return [f"{b / 1e9:.3g}B" if b >= 1e9 else f"{b / 1e6:.3g}M" for b in breaks]
+
+
 def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     """Accuracy vs parameter count (log x), one line per kind (base / instruct), CI ribbons, chance line."""
     from plotnine import (
-        aes, facet_grid, geom_hline, geom_line, geom_point, geom_ribbon, ggplot, labs, scale_x_log10, theme_bw,
+        aes, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, geom_ribbon, ggplot, labs, scale_x_log10,
+        theme_bw,
     )
 
     df = _read_tables(tables)
@@ -57,10 +63,11 @@ def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     p = (
         ggplot(d, aes("params", "value", color="kind", fill="kind", group="kind"))
         + geom_ribbon(aes(ymin="lo", ymax="hi"), alpha=0.2, color="none")
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=0.03)
         + geom_line()
         + geom_point()
         + geom_hline(yintercept=0.5, linetype="dashed", color="grey")
-        + scale_x_log10()
+        + scale_x_log10(labels=_param_labels)
         + facet_grid("dataset ~ scoring")
         + labs(x="parameters", y="accuracy (or behaviour-matching rate)", color="model kind", fill="model kind",
                title="Harsh-truth evals: accuracy vs model size (95% bootstrap CI; dashed = chance)")
