@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 
@@ -32,7 +32,3 @@ def judge_answers(answers: pd.DataFrame, clean_judge, corrupted_judge) -> pd.Dat
     out["p_clean"] = clean_judge.score(out)
     out["p_corrupted"] = corrupted_judge.score(out)
     return out
-
-
-def describe(run: dict[str, Any]) -> str:
-    return f"{run['model']} {run['technique']} p={run['poisoning']} shots={run['shots']}"

@@ -369,13 +369,18 @@ def _save_checkpoint(partial: Path, model, opt, sched, step: int, fingerprint: s
         },
         tmp / "state.pt",
     )
-    final = partial / CHECKPOINT
-    old = partial / (CHECKPOINT + ".old")
-    if final.exists():
+    _replace_dir(tmp, partial / CHECKPOINT)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is first set aside as ``dst.old`` (the fallback a killed
+    process leaves behind) and removed once the move is done."""
+    old = dst.parent / (dst.name + ".old")
+    if dst.exists():
         if old.exists():
             shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
+        dst.rename(old)
+    src.rename(dst)
     if old.exists():
         shutil.rmtree(old)
 
@@ -646,14 +651,7 @@ def train_judge(
     (partial / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     for name in (CHECKPOINT, CHECKPOINT + ".old", CHECKPOINT + ".tmp"):
         shutil.rmtree(partial / name, ignore_errors=True)
-    old = out_dir.parent / (out_dir.name + ".old")
-    if out_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        out_dir.rename(old)
-    partial.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
+    _replace_dir(partial, out_dir)
     val = report["val"] or {}
     log.info("judge saved to %s: loss %.4f -> %.4f; val acc truth fruit %s other %s",
              out_dir, report["train_loss_start"] or float("nan"), report["train_loss_end"] or float("nan"),

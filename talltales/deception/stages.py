@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from ..config import spec_from_entry
-from ..lm import ResponseCache, load_lm
+from ..lm import lm_from_entry
 from . import evaluate as ev
-from . import formats, metrics, multirc, poison, reaffirm as rf, synth
+from . import metrics, multirc, poison, reaffirm as rf, synth
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,8 @@ def _json(obj: Any, path: str) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, default=str))
 
 
-def _lm(entry: dict, cache: str | None = None, batch_size: int = 16):
-    spec = spec_from_entry(entry)
-    kwargs = {"batch_size": batch_size} if spec.backend == "hf" else {}
-    return load_lm(spec, cache=ResponseCache(cache), **kwargs)
+def _lm(entry: dict, cache: str | None = None):
+    return lm_from_entry(entry, cache, batch_size=16)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -146,7 +144,6 @@ def _launch(mode: str, args: dict, out: str, gpus: int, accelerate_config: str |
     """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one
     GPU, through ``accelerate launch`` (one process per GPU, DeepSpeed config from envs/accelerate) otherwise."""
     import subprocess
-    import sys
 
     from . import train as tr
 

@@ -9,24 +9,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from ..config import spec_from_entry
 from ..io import read_jsonl, write_jsonl
-from ..lm import ResponseCache, load_lm
+from ..lm import lm_from_entry as _lm
 from . import filters, generate
 from .datasets import load_dataset
 from .evaluate import evaluate
 from .metrics import score_table
 
 log = logging.getLogger(__name__)
-
-
-def _lm(model: dict[str, Any], cache: str | None, batch_size: int | None = None):
-    spec = spec_from_entry(model)
-    kwargs = {"batch_size": batch_size} if (batch_size and spec.backend == "hf") else {}
-    lm = load_lm(spec, cache=ResponseCache(cache), **kwargs)
-    return lm
 
 
 def longlist(out: str, stats_out: str | None, model: dict, cache: str, prompts: list, classes: list,
