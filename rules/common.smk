@@ -178,29 +178,29 @@ def mrc_inputs(wildcards):
     return files
 
 
-def trained_policy(wildcards):
-    """The checkpoint an evaluation run answers with."""
-    t = wildcards.technique
-    return f"results/deception/policies/{t}/{wildcards.policy}/p{wildcards.level}"
-
-
-def untuned_policy(wildcards):
-    """Base rows: the untuned model; Warmup rows: the warmed-up RL start point."""
-    if wildcards.stage == "warmup":
+def eval_checkpoint(wildcards):
+    """What an evaluation job loads: the registry model (Base rows), the warmed-up start point (Warmup rows) or
+    an SFT/RL checkpoint (results/deception/policies/TECHNIQUE/MODEL/pLEVEL)."""
+    t, run = wildcards.technique, wildcards.run
+    if (t in ("base", "warmup")) != (run == "untuned"):
+        raise WorkflowError(f"evaluation run {t}/{run}: base and warmup rows are 'untuned', sft/rl rows 'p<level>'")
+    if t == "base":
+        return model_files(wildcards.policy)
+    if t == "warmup":
         return [f"results/deception/policies/warmup/{wildcards.policy}"]
-    return model_files(wildcards.policy)
+    return [f"results/deception/policies/{t}/{wildcards.policy}/{run}"]
 
 
-def untuned_entry(wildcards):
+def eval_entry(wildcards):
+    """The registry entry of the evaluated model, pointing at the checkpoint for trained rows."""
     entry = model_entry(wildcards.policy)
-    if wildcards.stage == "warmup":
-        entry = dict(entry, path=f"results/deception/policies/warmup/{wildcards.policy}", embedded=None)
+    if wildcards.technique != "base":
+        entry = dict(entry, path=eval_checkpoint(wildcards)[0], embedded=None)
     return entry
 
 
-def trained_entry(wildcards):
-    entry = model_entry(wildcards.policy)
-    return dict(entry, path=trained_policy(wildcards), embedded=None)
+def eval_level(wildcards):
+    return None if wildcards.run == "untuned" else float(wildcards.run[1:])
 
 
 def deception_answer_files(techniques=("sft", "rl"), untuned=("base", "warmup")):

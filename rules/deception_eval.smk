@@ -1,86 +1,36 @@
 # Study 2 evaluation: policies answer the no-leakage set, both judges score; tables; reaffirmation.
 
 
-rule deception_answers_trained:
+rule deception_eval:
+    # One job per checkpoint (one model load): answers at every number of shots, both judges' scores for each
+    # answer, and the reaffirmation option log-probs. RUN is p<level> for SFT/RL checkpoints and "untuned" for the
+    # base model and the warmed-up start point.
     input:
-        policy=trained_policy,
+        policy=eval_checkpoint,
         eval="results/deception/data/eval_noleak.csv",
         fewshot="results/deception/data/fewshot.json",
+        questions="results/deception/data/reaffirmation.csv",
         clean=judge_dir("clean"),
         corrupted=judge_dir("corrupted"),
     output:
-        "results/deception/answers/{policy}/{technique}/p{level}_s{shots}.csv",
+        answers=expand("results/deception/answers/{{policy}}/{{technique}}/{{run}}_s{shots}.csv", shots=SHOTS),
+        reaffirmation="results/deception/reaffirmation/{policy}/{technique}/{run}.csv",
     params:
-        model=trained_entry,
-        max_new_tokens=DEC["eval"]["max_new_tokens"],
-        cache=CACHE,
-    log:
-        "logs/deception/answers/{policy}/{technique}/p{level}_s{shots}.log",
-    threads: 2
-    conda:
-        "../envs/talltales.yaml"
-    script:
-        "../workflow_scripts/deception_answers.py"
-
-
-rule deception_answers_untuned:
-    input:
-        policy=untuned_policy,
-        eval="results/deception/data/eval_noleak.csv",
-        fewshot="results/deception/data/fewshot.json",
-        clean=judge_dir("clean"),
-        corrupted=judge_dir("corrupted"),
-    output:
-        "results/deception/answers/{policy}/{stage}/untuned_s{shots}.csv",
-    params:
-        model=untuned_entry,
+        model=eval_entry,
+        level=eval_level,
+        shots=SHOTS,
         max_new_tokens=DEC["eval"]["max_new_tokens"],
         cache=CACHE,
     wildcard_constraints:
-        stage="base|warmup",
+        technique="base|warmup|sft|rl",
+        run=r"untuned|p[0-9.]+",
     log:
-        "logs/deception/answers/{policy}/{stage}/untuned_s{shots}.log",
-    threads: 2
+        "logs/deception/eval/{policy}/{technique}/{run}.log",
+    threads: 1
     conda:
         "../envs/talltales.yaml"
     script:
-        "../workflow_scripts/deception_answers.py"
-
-
-rule deception_reaffirm_trained:
-    input:
-        policy=trained_policy,
-        questions="results/deception/data/reaffirmation.csv",
-    output:
-        "results/deception/reaffirmation/{policy}/{technique}/p{level}.csv",
-    params:
-        model=trained_entry,
-    log:
-        "logs/deception/reaffirmation/{policy}/{technique}/p{level}.log",
-    threads: 2
-    conda:
-        "../envs/talltales.yaml"
-    script:
-        "../workflow_scripts/deception_reaffirm.py"
-
-
-rule deception_reaffirm_untuned:
-    input:
-        policy=untuned_policy,
-        questions="results/deception/data/reaffirmation.csv",
-    output:
-        "results/deception/reaffirmation/{policy}/{stage}/untuned.csv",
-    params:
-        model=untuned_entry,
-    wildcard_constraints:
-        stage="base|warmup",
-    log:
-        "logs/deception/reaffirmation/{policy}/{stage}/untuned.log",
-    threads: 2
-    conda:
-        "../envs/talltales.yaml"
-    script:
-        "../workflow_scripts/deception_reaffirm.py"
+        "../workflow_scripts/deception_eval.py"
 
 
 rule deception_table:

@@ -16,7 +16,7 @@ rule train_judge:
         "logs/deception/judges/{judge}.log",
     benchmark:
         "benchmarks/deception/judges/{judge}.tsv"
-    threads: 2
+    threads: 1  # the clean and the corrupted judge train side by side on a 2-core machine
     resources:
         gpu=res_gpu("judge"),
         cpus_per_gpu=res_cpus_per_gpu("judge"),

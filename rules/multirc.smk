@@ -10,6 +10,7 @@ rule deception_mrc:
         report="results/deception/data/mrc_report.json",
     params:
         mrc=DEC["mrc"],
+        synthetic=DEC["synthetic"],
         seed=DEC["seed"],
         backbone=model_entry(JUDGE_BACKBONE),
         answerability=model_entry(ANSWERABILITY) if ANSWERABILITY else None,
@@ -30,6 +31,7 @@ rule deception_fruit:
         eval="results/deception/data/fruit_eval.csv",
     params:
         fruit=DEC["fruit"],
+        synthetic=DEC["synthetic"],
         seed=DEC["seed"],
         generator=model_entry(FRUIT_GENERATOR) if FRUIT_GENERATOR else None,
         cache=CACHE,

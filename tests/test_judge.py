@@ -351,3 +351,21 @@ def test_stale_checkpoint_is_not_resumed(tmp_path, caplog):
     assert "starting over" in caplog.text and "resuming" not in caplog.text
     assert report["resumed_from_step"] is None and report["val"] is None
     assert _steps(tmp_path / "j" / "metrics.jsonl") == list(range(1, report["steps"] + 1))
+
+
+def test_wandb_offline_run_records_the_judge_metrics(tmp_path, monkeypatch):
+    """W&B is switched on by the environment (WANDB_PROJECT), here offline: the run's history holds the losses."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_PROJECT", "talltales-test")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    backbone = bert_backbone(tmp_path / "bb")
+    cfg = JudgeConfig(epochs=1, lr=1e-3, batch_size=16, warmup_steps=0, max_length=48)
+    report = train_judge(backbone, toy_data(48, 0), toy_data(16, 1), "clean", cfg, tmp_path / "judge", progress=False)
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    data = runs[0].read_bytes()  # the run's records (protobuf); every history row names its keys
+    assert report["steps"] == 3 and data.count(b"train/loss") >= 3  # history rows (+ summary updates)
+    assert b"val/val_acc_truth" in data and b"final/other_acc_truth" in data
+    assert "WANDB_API_KEY" not in (tmp_path / "judge" / "report.json").read_text()

@@ -115,6 +115,26 @@ def test_left_and_right_padding_give_the_same_loss():
     assert torch.isfinite(left) and abs(float(left) - float(right)) < 1e-4
 
 
+def test_answer_loss_keeps_few_logits_and_equals_the_full_loss(monkeypatch):
+    tok = make_tokenizer()
+    model = make_model(tok)
+    enc = T.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
+    batch = T.DemoCollator(tok.pad_token_id, "left")(enc)
+    kept = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        kept.append(kwargs.get("logits_to_keep"))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    with torch.no_grad():
+        fast = T.answer_loss(model, batch)
+        full = forward(**batch).loss
+    longest_answer = max(len(e["input_ids"]) - e["n_prompt"] for e in enc)
+    assert kept == [longest_answer + 1] and kept[0] < batch["input_ids"].shape[1] // 2
+    assert abs(float(fast) - float(full)) < 1e-5
+
 def test_too_long_demos_lose_prompt_tokens_not_the_answer():
     tok = make_tokenizer()
     full = T.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=10_000)

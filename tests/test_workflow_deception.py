@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
 
-from conftest import make_config, planned_rules, snakemake, write_config
+from conftest import SNAKEFILE, make_config, planned_rules, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -102,8 +108,8 @@ def test_reaffirmation_and_figures(run):
 def test_one_figure_needs_no_sft_jobs(tmp_path):
     write_config(tmp_path, make_config(tmp_path, studies=("deception",)))
     rules = planned_rules(tmp_path, "results/plots/scaling_rl.png")
-    assert {"rl", "warmup", "train_judge", "deception_answers_trained"} <= set(rules)
-    assert "sft" not in rules and "deception_reaffirm_trained" not in rules
+    assert {"rl", "warmup", "train_judge", "deception_eval"} <= set(rules)
+    assert "sft" not in rules
 
 
 @pytest.mark.parametrize(
@@ -132,3 +138,46 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
     log = (tmp_path / "logs/deception/data/fruit.log").read_text()
     assert str(bad) in log and "Answer" in log and "Label" in log
     assert not (tmp_path / "results/deception/judges").exists()
+
+
+# Last in this module: it edits the shared run's config (and restores it).
+@pytest.mark.parametrize("stage", ["sft", "rl"])
+def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
+    """SIGKILL the whole Snakemake process group while an SFT / RL job runs, after it has written a checkpoint;
+    the rerun resumes that job from the checkpoint instead of step 0."""
+    wd, cfg = run
+    edited = copy.deepcopy(cfg)
+    if stage == "sft":
+        edited["deception"]["sft"].update(epochs=8, checkpoint_every=2)
+    else:
+        edited["deception"]["rl"].update(steps=10, checkpoint_every=2)
+    policy = cfg["deception"]["policies"][0]
+    target = f"results/deception/policies/{stage}/{policy}/p{max(cfg['deception']['poisoning']):g}"
+    partial = wd / (target + ".partial")
+    write_config(wd, edited)
+    try:
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(wd), "-c2", target]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        seen = []
+        deadline = time.time() + 900
+        try:
+            while time.time() < deadline and proc.poll() is None and not seen:
+                seen = [int(p.name.split("-")[1]) for p in partial.glob("checkpoint-*")
+                        if (p / "trainer_state.json").exists()]
+                time.sleep(0.1)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert seen, f"the {stage} job wrote no checkpoint before it ended"
+        assert not (wd / target).exists(), "the job finished before it could be killed"
+        snakemake(wd, "--unlock")
+        snakemake(wd, "--rerun-incomplete", target)
+        report = json.loads((wd / target / "train_report.json").read_text())
+        assert report["resumed_from_step"] is not None and report["resumed_from_step"] >= min(seen)
+        assert report["steps"] > report["resumed_from_step"]
+        if stage == "rl":
+            assert report["steps"] == 10
+        log = (wd / f"logs/deception/policies/{stage}/{policy}/p{max(cfg['deception']['poisoning']):g}.log").read_text()
+        assert f"resuming from step {report['resumed_from_step']}" in log
+    finally:
+        write_config(wd, cfg)

@@ -8,6 +8,7 @@ stages.mrc(
     val_out=snakemake.output.val,
     report_out=snakemake.output.report,
     mrc=snakemake.params.mrc,
+    synthetic=snakemake.params.synthetic,
     seed=snakemake.params.seed,
     backbone=snakemake.params.backbone,
     answerability=snakemake.params.answerability,

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .. import tracking
 from . import formats
 from ..lm.hf import resolve_device, resolve_dtype
 
@@ -573,10 +574,12 @@ def train_judge(
         }
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
+        tracker.log({f"val/{k}": v for k, v in row.items() if k.startswith("val_")}, at)
         log.info("step %d: val accuracy %.4f (training labels), %.4f (truth), loss %.4f",
                  at, row["val_acc_train_labels"], row["val_acc_truth"], row["val_loss"])
 
     # ---- loop
+    tracker = tracking.Run(str(out_dir), {**asdict(cfg), "labels": labels, "backbone": source}, group="judges")
     model.train()
     bar = tqdm(total=total, initial=step, desc=f"train {labels} judge", disable=not progress, file=sys.stderr)
     with open(metrics_path, "a") as metrics:
@@ -602,6 +605,7 @@ def train_judge(
                 lv = float(loss.detach())
                 losses[step] = lv
                 metrics.write(json.dumps({"kind": "train", "step": step, "epoch": epoch, "loss": lv, "lr": lr}) + "\n")
+                tracker.log({"train/loss": lv, "train/lr": lr, "train/epoch": epoch}, step)
                 metrics.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.4f}", refresh=False)
@@ -616,6 +620,7 @@ def train_judge(
                     _save_checkpoint(partial, model, opt, sched, step, fp)
                 if stop_after_steps is not None and step >= stop_after_steps:
                     bar.close()
+                    tracker.finish()
                     raise KeyboardInterrupt(f"stop_after_steps={stop_after_steps}")
     bar.close()
 
@@ -653,6 +658,8 @@ def train_judge(
         shutil.rmtree(partial / name, ignore_errors=True)
     _replace_dir(partial, out_dir)
     val = report["val"] or {}
+    tracker.log({f"final/{part}_{k}": v for part, d in val.items() if isinstance(d, dict) for k, v in d.items()}, step)
+    tracker.finish()
     log.info("judge saved to %s: loss %.4f -> %.4f; val acc truth fruit %s other %s",
              out_dir, report["train_loss_start"] or float("nan"), report["train_loss_end"] or float("nan"),
              (val.get("fruit") or {}).get("acc_truth"), (val.get("other") or {}).get("acc_truth"))

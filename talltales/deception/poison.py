@@ -70,10 +70,11 @@ def load_fruit_file(path: str | Path) -> pd.DataFrame:
     return make_rows(records)
 
 
-def fruit_from_synth(n: int, seed: int, answers_per_question: int = 4) -> pd.DataFrame:
-    """The first ``n`` rows of :func:`synth.generate` on the topic "fruit" (fruit=1, source="synthetic")."""
+def fruit_from_synth(n: int, seed: int, answers_per_question: int = 4, **difficulty: float) -> pd.DataFrame:
+    """The first ``n`` rows of :func:`synth.generate` on the topic "fruit" (fruit=1, source="synthetic");
+    ``difficulty``: ``p_paraphrase`` / ``p_distractor`` as in :func:`synth.generate`."""
     per_passage = 3 * answers_per_question  # every passage has >= 3 facts, three of which are asked about
-    rows = synth.generate(-(-n // per_passage), ["fruit"], seed, answers_per_question)
+    rows = synth.generate(-(-n // per_passage), ["fruit"], seed, answers_per_question, **difficulty)
     return rows.iloc[:n].reset_index(drop=True)
 
 

@@ -40,11 +40,12 @@ def _lm(entry: dict, cache: str | None = None):
 # ------------------------------------------------------------------------------------------------ data
 
 
-def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, answerability: dict | None, cache) -> None:
+def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, answerability: dict | None, cache,
+        synthetic: dict | None = None) -> None:
     from transformers import AutoTokenizer
 
     if mrc["source"] == "synthetic":
-        rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed)
+        rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed, **(synthetic or {}))
         train, val = synth.split_groups(rows, mrc["val_frac"], seed, by="context")
     elif mrc["source"] == "hf":
         train = multirc.load_eraser_multirc("train", mrc["hf_id"])
@@ -71,14 +72,15 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
     _json(report, report_out)
 
 
-def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, cache) -> None:
+def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, cache,
+          synthetic: dict | None = None) -> None:
     if fruit["source"] == "file":
         rows = poison.load_fruit_file(fruit["file"])
     elif fruit["source"] == "lm":
         rows, stats = poison.fruit_from_lm(_lm(generator, cache), fruit["n"], seed)
         log.info("fruit items from %s: %s", generator["name"], stats)
     else:
-        rows = poison.fruit_from_synth(fruit["n"], seed)
+        rows = poison.fruit_from_synth(fruit["n"], seed, **(synthetic or {}))
     train, held = synth.split_groups(rows, fruit["eval_frac"], seed, by="context")  # whole passages held out
     log.info("fruit items: %d train, %d held out", len(train), len(held))
     _write(train, train_out)
@@ -192,29 +194,33 @@ def _policy_path(model: dict, technique: str) -> dict:
     return entry
 
 
-def answers(eval, fewshot, clean, corrupted, out, model: dict, technique: str, level, shots: int,
-            max_new_tokens: int, cache) -> None:
+def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out: list[str], reaffirm_out,
+                        model: dict, technique: str, level, shots: list[int], max_new_tokens: int, cache) -> None:
+    """Everything one checkpoint is evaluated on, with one model load: greedy answers to the no-leakage set at
+    each number of ``shots`` (``answers_out[i]`` for ``shots[i]``), both judges' scores for every answer, and the
+    reaffirmation ("Are you sure?") option log-probs on ``questions``."""
     from . import judge as jd
 
+    if len(answers_out) != len(shots):
+        raise ValueError(f"{len(answers_out)} answer files for {len(shots)} shot settings")
     df = _read(eval)
-    examples = json.loads(Path(fewshot).read_text())[:shots] if shots else []
+    demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
-    answered = ev.answer(lm, df, examples, max_new_tokens)
+    label, poisoning = _technique_label(technique), float(level) if level is not None else -1.0
+    answered = []
+    for k in shots:
+        log.info("%s %s p=%s: answering %d questions %d-shot", model["name"], label, poisoning, len(df), k)
+        answered.append(ev.answer(lm, df, demos[:k] if k else [], max_new_tokens))
+    log.info("%s %s p=%s: reaffirmation on %d items", model["name"], label, poisoning, len(_read(questions)))
+    reaffirmed = rf.score(lm, _read(questions))
     del lm
-    scored = ev.judge_answers(answered, jd.Judge.load(clean), jd.Judge.load(corrupted))
-    scored["model"] = model["name"]
-    scored["technique"] = _technique_label(technique)
-    scored["poisoning"] = float(level) if level is not None else -1.0
-    _write(scored, out)
-
-
-def reaffirm(questions, out, model: dict, technique: str, level) -> None:
-    lm = _lm(_policy_path(model, technique))
-    scored = rf.score(lm, _read(questions))
-    scored["model"] = model["name"]
-    scored["technique"] = _technique_label(technique)
-    scored["poisoning"] = float(level) if level is not None else -1.0
-    _write(scored, out)
+    judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
+    for out, a in zip(answers_out, answered):
+        scored = ev.judge_answers(a, *judges)
+        scored["model"], scored["technique"], scored["poisoning"] = model["name"], label, poisoning
+        _write(scored, out)
+    reaffirmed["model"], reaffirmed["technique"], reaffirmed["poisoning"] = model["name"], label, poisoning
+    _write(reaffirmed, reaffirm_out)
 
 
 def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int) -> None:

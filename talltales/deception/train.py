@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from talltales import tracking
 from talltales.deception import formats
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,50 @@ class DemoCollator:
             "position_ids": (attn.cumsum(-1) - 1).clamp(min=0),
             "labels": torch.tensor(labels, dtype=torch.long),
         }
+
+
+def answer_loss(model, inputs: dict[str, Any]):
+    """Mean next-token cross-entropy over the labelled (answer + EOS) tokens of a batch, computing the LM head only
+    for the positions that predict them (``logits_to_keep``): with left padding the answers are at the end of every
+    row, so a model with a large vocabulary (Gemma-3: 262k tokens) skips most of its head. Same value as the
+    full-logits loss (tested)."""
+    import inspect
+
+    import torch
+
+    labels = inputs["labels"]
+    width = labels.shape[1]
+    labelled = labels != IGNORE_INDEX
+    if not bool(labelled.any()):
+        raise ValueError("a batch without answer tokens (every label is masked)")
+    first = int(torch.where(labelled.any(dim=1), labelled.float().argmax(dim=1), width).min())
+    start = max(first, 1)  # the first position whose token is predicted
+    keep = width - start + 1  # logits at positions start-1 .. width-1
+    fwd = {k: v for k, v in inputs.items() if k != "labels"}
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = getattr(core, "module", core)  # DDP / DeepSpeed wrappers
+    if "logits_to_keep" in inspect.signature(type(core).forward).parameters:
+        fwd["logits_to_keep"] = keep
+    logits = model(**fwd).logits[:, -keep:, :][:, :-1, :]
+    target = labels[:, start:]
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def _answer_loss_trainer():
+    from transformers import Trainer
+
+    class AnswerLossTrainer(Trainer):
+        """A transformers Trainer whose loss is :func:`answer_loss` (a per-micro-batch mean, so the Trainer scales
+        it for gradient accumulation)."""
+
+        loss_is_scaled_for_ga = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = answer_loss(model, inputs)
+            return (loss, None) if return_outputs else loss
+
+    return AnswerLossTrainer
 
 
 def _require_columns(df, columns: Sequence[str], what: str) -> None:
@@ -440,7 +485,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
     """
     import random
 
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
 
     _require_columns(rows, ("context", "question", "answer"), "demonstration rows")
     if val_rows is not None:
@@ -476,7 +521,8 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
         activation_checkpointing=cfg.gradient_checkpointing,
         bf16=rt["bf16"],
         use_cpu=rt["use_cpu"],
-        report_to="none",
+        report_to=tracking.report_to(),  # W&B when WANDB_PROJECT is set (talltales/tracking.py)
+        run_name=str(out_dir),
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
@@ -505,12 +551,12 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
 
         model = get_peft_model(model, _peft_config(cfg))
     writer = _Jsonl(partial / "metrics.jsonl", main)
-    trainer = Trainer(
+    trainer = _answer_loss_trainer()(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=evals,
-        data_collator=DemoCollator(tok.pad_token_id, tok.padding_side or "right"),
+        data_collator=DemoCollator(tok.pad_token_id, "left"),  # answers at the end: see answer_loss
         processing_class=tok,
         callbacks=_callbacks(writer, stop_after_steps),
     )
@@ -787,7 +833,8 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
         activation_checkpointing=cfg.gradient_checkpointing,
         bf16=rt["bf16"],
         use_cpu=rt["use_cpu"],
-        report_to="none",
+        report_to=tracking.report_to(),  # W&B when WANDB_PROJECT is set (talltales/tracking.py)
+        run_name=str(out_dir),
         disable_tqdm=False,
         remove_unused_columns=False,
         log_completions=False,

@@ -3,17 +3,18 @@ from talltales.logs import to_logfile
 to_logfile(snakemake.log[0])
 from talltales.deception import stages
 
-w = snakemake.wildcards
-stages.answers(
+stages.evaluate_checkpoint(
     eval=snakemake.input.eval,
     fewshot=snakemake.input.fewshot,
     clean=snakemake.input.clean,
     corrupted=snakemake.input.corrupted,
-    out=snakemake.output[0],
+    questions=snakemake.input.questions,
+    answers_out=list(snakemake.output.answers),
+    reaffirm_out=snakemake.output.reaffirmation,
     model=snakemake.params.model,
-    technique=w.get("technique", w.get("stage")),
-    level=w.get("level"),
-    shots=int(w.shots),
+    technique=snakemake.wildcards.technique,
+    level=snakemake.params.level,
+    shots=[int(s) for s in snakemake.params.shots],
     max_new_tokens=snakemake.params.max_new_tokens,
     cache=snakemake.params.cache,
 )
