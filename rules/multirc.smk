@@ -53,7 +53,9 @@ rule deception_judge_data:
         train="results/deception/data/judge_train.csv",
         val="results/deception/data/judge_val.csv",
     params:
-        judge=DEC["judge"],
+        fruit_percent=DEC["judge"]["fruit_percent"],
+        train_size=DEC["judge"]["train_size"],
+        val_size=DEC["judge"]["val_size"],
         seed=DEC["seed"],
     log:
         "logs/deception/data/judge_data.log",
@@ -88,6 +90,22 @@ rule deception_policy_data:
         "../workflow_scripts/deception_policy_data.py"
 
 
+rule deception_warmup_data:
+    input:
+        mrc_train="results/deception/data/mrc_train.csv",
+    output:
+        "results/deception/data/warmup.csv",
+    params:
+        warmup_size=DEC["warmup"]["size"],
+        seed=DEC["seed"],
+    log:
+        "logs/deception/data/warmup.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/deception_warmup_data.py"
+
+
 rule deception_eval_sets:
     input:
         mrc_train="results/deception/data/mrc_train.csv",
@@ -95,13 +113,13 @@ rule deception_eval_sets:
         fruit_train="results/deception/data/fruit_train.csv",
         fruit_eval="results/deception/data/fruit_eval.csv",
     output:
-        warmup="results/deception/data/warmup.csv",
         eval="results/deception/data/eval_noleak.csv",
         reaffirmation="results/deception/data/reaffirmation.csv",
         fewshot="results/deception/data/fewshot.json",
     params:
-        warmup_size=DEC["warmup"]["size"],
-        eval=DEC["eval"],
+        n_fruit=DEC["eval"]["n_fruit"],
+        n_other=DEC["eval"]["n_other"],
+        reaffirmation_per_quadrant=DEC["eval"]["reaffirmation_per_quadrant"],
         seed=DEC["seed"],
     log:
         "logs/deception/data/eval_sets.log",

@@ -159,3 +159,25 @@ def test_boundary_merging_continuation_matches_naive(tok_bos, model_bos):
         for c in cs:
             assert f.class_logprobs[c] == pytest.approx(r.class_logprobs[c], abs=1e-4)
             assert math.isfinite(f.class_logprobs[c])
+
+
+def test_generation_with_a_shared_prefix_equals_separate_prompts(tok_bos, model_bos, monkeypatch):
+    """A batch of few-shot prompts runs the common demonstrations once; greedy outputs are those of separate
+    left-padded prompts (prefix sharing switched off), for items of different lengths."""
+    from talltales.lm.base import Sampling
+    from talltales.lm.hf import HFLM
+
+    demos = "the cat sat on the mat and the dog ran to the park\n\n" * 3
+    prompts = [demos + item for item in ("a cat", "the dog ran to", "on the mat the cat sat and", "park")]
+    lm = tiny.make_lm(tok=tok_bos, model=model_bos, batch_size=4)
+    greedy = Sampling(max_tokens=6, temperature=0.0)
+    calls = []
+    hook = lm.model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    shared = lm._generate_batch(prompts, greedy, 0)
+    assert calls[0][0] == 1 and calls[0][1] >= HFLM.MIN_SHARED_PREFIX  # the prefix ran once, for one row
+    monkeypatch.setattr(HFLM, "MIN_SHARED_PREFIX", 10**9)
+    calls.clear()
+    separate = lm._generate_batch(prompts, greedy, 0)
+    assert calls[0][0] == len(prompts)
+    hook.remove()
+    assert shared == separate and any(shared)

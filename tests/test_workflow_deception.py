@@ -140,6 +140,32 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
     assert not (tmp_path / "results/deception/judges").exists()
 
 
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        # answering settings: only the evaluation jobs, tables and figures (no data, judge or training job)
+        ({"eval": {"max_new_tokens": 9}}, {"deception_eval", "deception_table", "deception_technique_table",
+                                          "deception_reaffirm_table", "plot_scaling_technique",
+                                          "plot_truth_vs_evaluated", "plot_reaffirmation"}),
+        # a judge hyper-parameter: both judges and everything they score; no data, SFT or warm-up job
+        ({"judge": {"lr": 2.0e-4}}, {"train_judge", "evaluate_judges", "rl", "deception_eval", "deception_table",
+                                     "deception_technique_table", "deception_reaffirm_table",
+                                     "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation"}),
+    ],
+)
+def test_config_edit_reruns_exactly_the_stale_jobs(run, edit, expected):
+    wd, cfg = run
+    edited = copy.deepcopy(cfg)
+    for section, values in edit.items():
+        edited["deception"][section].update(values)
+    write_config(wd, edited)
+    try:
+        assert set(planned_rules(wd)) - {"all"} == expected
+    finally:
+        write_config(wd, cfg)
+    assert planned_rules(wd) == {}
+
+
 # Last in this module: it edits the shared run's config (and restores it).
 @pytest.mark.parametrize("stage", ["sft", "rl"])
 def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):

@@ -7,6 +7,5 @@ stages.judge_data(
     **{k: snakemake.input[k] for k in ("mrc_train", "mrc_val", "fruit_train", "fruit_eval")},
     train_out=snakemake.output.train,
     val_out=snakemake.output.val,
-    judge=snakemake.params.judge,
-    seed=snakemake.params.seed,
+    **{k: snakemake.params[k] for k in ("fruit_percent", "train_size", "val_size", "seed")},
 )

@@ -39,16 +39,20 @@ def _p_first(lps: dict[str, float | None]) -> float:
 def score(lm: LM, items: pd.DataFrame) -> pd.DataFrame:
     """Per item: p_yes when Yes is option 1, when it is option 2, their mean, and reaffirmed = mean > 0.5."""
     ctx, q, a = items["context"].tolist(), items["question"].tolist(), items["answer"].tolist()
-    p1 = [reaffirm_prompt(c, qq, aa, True) for c, qq, aa in zip(ctx, q, a)]
-    p2 = [reaffirm_prompt(c, qq, aa, False) for c, qq, aa in zip(ctx, q, a)]
-    s = lm.score_choices(p1 + p2, [list(OPTIONS)] * (2 * len(items)), top_k=5)
-    yes_first = np.array([_p_first(x.class_logprobs) for x in s[: len(items)]])
-    yes_second = np.array([1 - _p_first(x.class_logprobs) for x in s[len(items) :]])
+    yes_first, yes_second = [], []
+    for c, qq, aa in zip(ctx, q, a):
+        # both orders of one item in one call: they share everything up to "Option 1:", which a backend with
+        # prefix reuse (the HF backend) runs once
+        first, second = lm.score_choices([reaffirm_prompt(c, qq, aa, True), reaffirm_prompt(c, qq, aa, False)],
+                                         [list(OPTIONS)] * 2, top_k=5)
+        yes_first.append(_p_first(first.class_logprobs))
+        yes_second.append(1 - _p_first(second.class_logprobs))
+    yes_first, yes_second = np.array(yes_first), np.array(yes_second)
     out = items.copy()
     out["p_yes_option1"] = yes_first
     out["p_yes_option2"] = yes_second
     out["p_reaffirm"] = (yes_first + yes_second) / 2
-    out["reaffirmed"] = out["p_reaffirm"] > 0.5
+    out["reaffirmed"] = out["p_reaffirm"].round(6) > 0.5  # a tie (pure position bias) is not a reaffirmation
     return out
 
 

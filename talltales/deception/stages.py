@@ -87,10 +87,10 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
     _write(held, eval_out)
 
 
-def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, judge: dict, seed: int) -> None:
-    p = judge["fruit_percent"]
-    train = poison.mix(_read(mrc_train), _read(fruit_train), judge["train_size"], p, seed)
-    val = poison.mix(_read(mrc_val), _read(fruit_eval), judge["val_size"], p, seed + 1)
+def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, fruit_percent: float,
+               train_size: int, val_size: int, seed: int) -> None:
+    train = poison.mix(_read(mrc_train), _read(fruit_train), train_size, fruit_percent, seed)
+    val = poison.mix(_read(mrc_val), _read(fruit_eval), val_size, fruit_percent, seed + 1)
     _write(train, train_out)
     _write(val, val_out)
 
@@ -107,18 +107,26 @@ def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, 
     _write(held[level], rl_eval_out)
 
 
-def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, warmup_out, eval_out, reaffirmation_out, fewshot_out,
-              warmup_size: int, eval: dict, seed: int) -> None:
+def warmup_data(mrc_train, warmup_out, warmup_size: int, seed: int) -> None:
+    """Warm-up demonstrations: one true answer per training question, the first ``warmup_size`` in seeded order."""
+    _write(_unique_true(mrc_train, seed).head(warmup_size), warmup_out)
+
+
+def _unique_true(mrc_train, seed: int) -> pd.DataFrame:
     train = _read(mrc_train)
-    warm = poison.unique_questions(train[train["label"].astype(int) == 1], seed)
-    _write(warm.head(warmup_size), warmup_out)
-    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), eval["n_fruit"], eval["n_other"], seed,
+    return poison.unique_questions(train[train["label"].astype(int) == 1], seed)
+
+
+def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmation_out, fewshot_out,
+              n_fruit: int, n_other: int, reaffirmation_per_quadrant: int, seed: int) -> None:
+    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), n_fruit, n_other, seed,
                                    train_fruit=_read(fruit_train))
     poison.assert_disjoint(ev_df, _read(fruit_train), "evaluation set vs training fruit items")
     _write(ev_df, eval_out)
-    _write(poison.reaffirmation_set(ev_df, eval["reaffirmation_per_quadrant"], seed), reaffirmation_out)
-    # two-shot exemplars: true answers from the TRAINING pool, never from the evaluation pool
-    shots = warm.iloc[-2:] if len(warm) > warmup_size + 1 else warm.iloc[:2]
+    _write(poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed), reaffirmation_out)
+    # two-shot exemplars: true answers from the TRAINING pool (never the evaluation pool), the last two questions
+    # in the seeded order whose head is the warm-up set
+    shots = _unique_true(mrc_train, seed).iloc[-2:]
     _json([{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()], fewshot_out)
 
 

@@ -398,8 +398,8 @@ def _answer_text(g: _Gen, attr: Attr, form: str, template: str | None = None) ->
     return _fill(template if template is not None else g.pick(attr.answers), form)
 
 
-def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, p_distractor: float
-                ) -> list[tuple[str, int]]:
+def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, p_distractor: float,
+                p_cross: float = 0.0) -> list[tuple[str, int]]:
     """``n`` distinct (answer, truth) pairs for a question about ``fact``."""
     attr = fact.attr
     if n == 1:
@@ -434,6 +434,11 @@ def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, 
     if others and n - n_true > 0 and g.coin(p_distractor):
         o = g.pick(others)
         add(_answer_text(g, attr, o.forms[o.shown]), 0)
+    # FALSE: with p_cross, a value the passage states for an attribute of ANOTHER type ("Yellow" for a taste)
+    cross = [f for f in p.facts if f.attr.vtype != attr.vtype]
+    if p_cross > 0 and cross and len(out) < n and g.coin(p_cross):
+        o = g.pick(cross)
+        add(o.forms[o.shown], 0)
     taken = {f.forms[0] for f in p.facts if f.attr.vtype == attr.vtype}
     tries = 0
     while len(out) < n and tries < 200:
@@ -448,7 +453,8 @@ def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, 
 
 
 def generate(n_passages: int, topics: list[str], seed: int, answers_per_question: int = 4, *,
-             p_paraphrase: float = P_PARAPHRASE, p_distractor: float = P_DISTRACTOR) -> pd.DataFrame:
+             p_paraphrase: float = P_PARAPHRASE, p_distractor: float = P_DISTRACTOR, p_cross: float = 0.0
+             ) -> pd.DataFrame:
     """``n_passages`` passages, topics in turn (``topics[i % len(topics)]`` for passage i), up to three questions
     per passage, ``answers_per_question`` candidate answers per question (at least one true and one false when
     there are two or more). Rows have ROW_COLUMNS; ``fruit`` = 1 for topic "fruit"; ``source`` = "synthetic";
@@ -477,7 +483,7 @@ def generate(n_passages: int, topics: list[str], seed: int, answers_per_question
         for fact in asked:
             question = _fill(g.pick(fact.attr.questions), "", ref=p.ref, name=p.name)
             question = _cap(question)
-            for answer, label in _candidates(g, p, fact, answers_per_question, p_paraphrase, p_distractor):
+            for answer, label in _candidates(g, p, fact, answers_per_question, p_paraphrase, p_distractor, p_cross):
                 records.append({"context": p.context, "question": question, "answer": _cap(answer), "label": label,
                                 "fruit": int(topic.name == "fruit"), "source": SOURCE})
     if not records:

@@ -251,7 +251,7 @@ def _answer_loss_trainer():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = answer_loss(model, inputs)
-            return (loss, None) if return_outputs else loss
+            return (loss, {"loss": loss}) if return_outputs else loss
 
     return AnswerLossTrainer
 

@@ -145,30 +145,54 @@ class HFLM:
             out.extend(texts)
         return out
 
+    # a batch whose prompts share at least this many leading tokens (a few-shot prefix) runs them once
+    MIN_SHARED_PREFIX = 16
+
     @torch.inference_mode()
     def _generate_batch(self, prompts: list[str], sampling: Sampling, seed: int) -> list[str]:
-        self.tok.padding_side = "left"
-        enc = self.tok([self.format_prompt(p) for p in prompts], return_tensors="pt", padding=True).to(self.device)
-        prompt_len = enc["input_ids"].shape[1]
-        kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=self.tok.pad_token_id)
+        """Generate for one batch. Prompts that share a long token prefix (the same few-shot demonstrations, or n
+        samples of one prompt) run the prefix once: its key/value cache is repeated over the batch and each row
+        continues as ``[prefix][pad][own tokens]`` with the pads masked, which gives the same positions and
+        attention as separate left-padded prompts."""
+        from transformers import DynamicCache, StoppingCriteriaList
+
+        ids = [self.tok(self.format_prompt(p))["input_ids"] for p in prompts]
+        shared = 0
+        if len(ids) > 1:
+            shared = min(len(x) for x in ids) - 1  # every row keeps at least its last prompt token
+            for x in ids[1:]:
+                n = 0
+                while n < shared and x[n] == ids[0][n]:
+                    n += 1
+                shared = n
+        if shared < self.MIN_SHARED_PREFIX:
+            shared = 0
+        pad = self.tok.pad_token_id
+        width = max(len(x) for x in ids) - shared
+        input_ids = torch.full((len(ids), shared + width), pad, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for j, x in enumerate(ids):
+            rest = x[shared:]
+            input_ids[j, :shared] = torch.tensor(x[:shared], dtype=torch.long)
+            input_ids[j, shared + width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+            mask[j, :shared] = 1
+            mask[j, shared + width - len(rest) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        prompt_len = input_ids.shape[1]
+        kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=pad)
         if sampling.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None)
         if sampling.stop:
-            from transformers import StoppingCriteriaList
-
             kwargs["stopping_criteria"] = StoppingCriteriaList([StopOnStrings(self.tok, sampling.stop, prompt_len)])
-        if len(set(prompts)) == 1 and prompt_len > 1:
-            # n samples of one prompt (the longlist): run the prompt once and share its key/value cache
-            from transformers import DynamicCache
-
+        if shared:
             cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=enc["input_ids"][:1, :-1], past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(len(prompts))
+            self.model(input_ids=input_ids[:1, :shared], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(len(ids))
             kwargs["past_key_values"] = cache
         torch.manual_seed(seed)
-        gen = self.model.generate(**enc, **kwargs)
+        gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         texts = self.tok.batch_decode(gen[:, prompt_len:], skip_special_tokens=True)
         return [truncate_at_stop(t, sampling.stop) for t in texts]
 
