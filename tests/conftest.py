@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,58 @@ def planned_rules(workdir: Path, *targets: str) -> dict[str, int]:
         if len(parts) == 2 and parts[0] != "total":
             rules[parts[0]] = int(parts[1])
     return rules
+
+
+# ------------------------------------------------------------------------------------------ Slurm cluster
+
+SLURM_CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
+SLURM_BINARIES = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mariadbd")
+
+
+@dataclass
+class SlurmCluster:
+    """The single-node cluster of tests/slurm/cluster.sh: ``env`` is os.environ plus SLURM_CONF (pass it to
+    every Slurm command and to Snakemake); partitions ``cpu`` (default) and ``gpu``; ``gpus`` fake GPUs."""
+
+    env: dict = field(repr=False)
+    state_dir: Path
+    gpus: int
+    account: str = "talltales"
+
+    def run(self, *cmd: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+def _slurm_installable() -> str | None:
+    """Why Slurm cannot be brought up here, or None."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "the Slurm test cluster needs root (its daemons run as root; packages come from apt-get)"
+    have = all(shutil.which(b) or Path("/usr/sbin", b).exists() for b in SLURM_BINARIES)
+    if not have and shutil.which("apt-get") is None:
+        return "Slurm is not installed and there is no apt-get to install it (Debian/Ubuntu only)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    """A real Slurm 22.05 cluster on 127.0.0.1 (slurmctld, slurmd, slurmdbd + MariaDB, munged), set up by
+    ``tests/slurm/cluster.sh setup`` (installs the Debian packages when missing, ~45 s the first time, ~2 s when
+    it is already up) and left running after the session. Skips only where it cannot be installed; any other
+    setup failure is a test error."""
+    reason = _slurm_installable()
+    if reason:
+        pytest.skip(reason)
+    proc = subprocess.run(["bash", str(SLURM_CLUSTER_SH), "setup"], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"tests/slurm/cluster.sh setup failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    exports = subprocess.run(["bash", str(SLURM_CLUSTER_SH), "env"], capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    for line in exports.stdout.splitlines():
+        m = re.fullmatch(r"export (\w+)=(.*)", line.strip())
+        if m:
+            env[m.group(1)] = shlex.split(m.group(2))[0]
+    return SlurmCluster(env=env, state_dir=Path(env["TALLTALES_SLURM_DIR"]),
+                        gpus=int(os.environ.get("TALLTALES_SLURM_GPUS", "2")))

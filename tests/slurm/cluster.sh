@@ -49,7 +49,7 @@ DB_SOCKET=$RUN/mariadb.sock
 export SLURM_CONF=$SLURM_CONF_FILE
 
 PACKAGES=(slurm-wlm munge slurmdbd mariadb-server)
-BINARIES=(slurmctld slurmd slurmdbd sbatch sacct sacctmgr munged mariadbd mariadb-install-db)
+BINARIES=(slurmctld slurmd slurmdbd sbatch srun sacct sacctmgr munged munge mariadbd mariadb mariadb-install-db)
 
 say() { echo "[slurm-cluster] $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -108,7 +108,8 @@ write_if_changed() {  # write_if_changed FILE (content on stdin); sets CONFIG_CH
 
 write_config() {
     local host
-    host=$(hostname -s)
+    host=$(hostname -s 2>/dev/null || uname -n)
+    host=${host%%.*}
     mkdir -p "$ETC" "$RUN" "$LOG" "$DIR/dev" "$DIR/munge" "$DIR/spool/ctld" "$DIR/spool/d" "$DIR/mariadb"
     chmod 700 "$DIR/munge"
 
@@ -125,7 +126,9 @@ write_config() {
     local gres_node="" gres_conf="AutoDetect=off"$'\n'
     if [ "$GPUS" -gt 0 ]; then
         gres_node=" Gres=gpu:$GPUS"
-        gres_conf+="NodeName=$NODE Name=gpu File=$DIR/dev/nvidia[0-$((GPUS - 1))]"$'\n'
+        local files="$DIR/dev/nvidia0"
+        [ "$GPUS" -gt 1 ] && files="$DIR/dev/nvidia[0-$((GPUS - 1))]"
+        gres_conf+="NodeName=$NODE Name=gpu File=$files"$'\n'
     fi
 
     write_if_changed "$ETC/slurm.conf" <<EOF
@@ -173,6 +176,8 @@ AccountingStoragePort=$DBD_PORT
 # slurmdbd connections take their MUNGE socket from here, not from AuthInfo
 AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/gpu
+# sacct shows the Snakemake plugin's --comment (rule_NAME[_wildcards_...])
+AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$CPUS RealMemory=$MEM_MB$gres_node State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
@@ -272,13 +277,13 @@ EOF
 start_slurmdbd() {
     pid_alive slurmdbd && return 0
     setsid slurmdbd </dev/null >>"$LOG/slurmdbd.out" 2>&1  # forks; finds slurmdbd.conf next to $SLURM_CONF
-    wait_for 60 slurmdbd sacctmgr -n list cluster
+    wait_for 60 slurmdbd timeout 10 sacctmgr -n list cluster
 }
 
 start_slurmctld() {
     pid_alive slurmctld && return 0
     setsid slurmctld -f "$SLURM_CONF_FILE" </dev/null >>"$LOG/slurmctld.out" 2>&1
-    wait_for 30 slurmctld scontrol ping
+    wait_for 30 slurmctld timeout 10 scontrol ping
 }
 
 start_slurmd() {
@@ -322,24 +327,37 @@ do_start() {
     say "cluster '$CLUSTER' up: $(sinfo -h -o '%P %D %T %G' | tr '\n' ';')"
 }
 
-stop_one() {  # stop_one NAME
-    local f=$RUN/$1.pid pid i
-    [ -s "$f" ] || return 0
-    pid=$(tr -dc 0-9 <"$f")
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "$1 (pid $pid) did not stop after 10 s; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
+stop_daemons() {  # stop_daemons NAME...: TERM them together, wait up to 15 s, then KILL what is left
+    local name f pid i pids=()
+    for name in "$@"; do
+        f=$RUN/$name.pid
+        [ -s "$f" ] || continue
+        pid=$(tr -dc 0-9 <"$f")
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$name:$pid")
         fi
-    fi
-    rm -f "$f"
+    done
+    for ((i = 0; i < 150; i++)); do
+        local alive=0 entry
+        for entry in "${pids[@]}"; do kill -0 "${entry#*:}" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for entry in "${pids[@]}"; do
+        if kill -0 "${entry#*:}" 2>/dev/null; then
+            say "${entry%%:*} (pid ${entry#*:}) did not stop after 15 s; sending KILL"
+            kill -KILL "${entry#*:}" 2>/dev/null || true
+        fi
+    done
+    for name in "$@"; do rm -f "$RUN/$name.pid"; done
 }
 
 do_stop() {
-    local d
-    for d in slurmd slurmctld slurmdbd mariadb munged; do stop_one "$d"; done
+    # slurmctld may still send accounting records to slurmdbd, which needs MariaDB and MUNGE.
+    stop_daemons slurmd slurmctld
+    stop_daemons slurmdbd
+    stop_daemons mariadb munged
     say "stopped"
 }
 
@@ -357,8 +375,8 @@ do_status() {
 }
 
 do_env() {
-    echo "export TALLTALES_SLURM_DIR=$DIR"
-    echo "export SLURM_CONF=$SLURM_CONF_FILE"
+    printf 'export TALLTALES_SLURM_DIR=%q\n' "$DIR"
+    printf 'export SLURM_CONF=%q\n' "$SLURM_CONF_FILE"
 }
 
 do_setup() {

@@ -1,0 +1,210 @@
+"""A real single-node Slurm cluster (tests/slurm/cluster.sh, fixture ``slurm_cluster``) and how the workflow's
+Slurm executor plugin turns rule resources into sbatch requests on it. Trivial jobs (echo/hostname) and dry
+runs only; tests/slurm/FINDINGS.md has the details."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SNAKEFILE, make_config, write_config
+
+pytestmark = pytest.mark.slurm
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED"}
+FIELDS = ("JobID", "JobName", "Partition", "Account", "State", "Comment", "ReqTRES", "AllocTRES", "Timelimit")
+
+
+def wait_done(cluster, *jobids: str, timeout: float = 120) -> None:
+    """Until the jobs have left the queue."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = cluster.run("squeue", "-h", "-o", "%i", "-j", ",".join(jobids), check=False).stdout.split()
+        if not set(out) & set(jobids):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"jobs {jobids} still queued after {timeout} s")
+
+
+def sacct(cluster, *jobids: str, steps: bool = False) -> dict[str, dict[str, str]]:
+    """sacct rows by JobID (allocations only unless ``steps``)."""
+    cmd = ["sacct", "-n", "-P", "-j", ",".join(jobids), "--format=" + ",".join(FIELDS)]
+    if not steps:
+        cmd.insert(1, "-X")
+    rows = {}
+    for line in cluster.run(*cmd).stdout.splitlines():
+        row = dict(zip(FIELDS, line.split("|")))
+        rows[row["JobID"]] = row
+    return rows
+
+
+def accounted(cluster, *jobids: str, timeout: float = 30) -> dict[str, dict[str, str]]:
+    """sacct rows once slurmdbd holds the finished jobs' full records (they arrive asynchronously: right after
+    a job ends sacct may still show it as 'allocation' with no ReqTRES)."""
+    end = time.monotonic() + timeout
+    while True:
+        rows = sacct(cluster, *jobids)
+        if all(j in rows and rows[j]["State"].split()[0] in FINAL_STATES and rows[j]["ReqTRES"]
+               and rows[j]["JobName"] != "allocation" for j in jobids):
+            return rows
+        if time.monotonic() > end:
+            raise AssertionError(f"sacct has no complete record of {jobids} after {timeout} s: {rows}")
+        time.sleep(0.5)
+
+
+def tres(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
+def sbatch(cluster, workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return cluster.run("sbatch", "--parsable", "-D", str(workdir), "-o", str(workdir / "%j.out"), *args, check=check)
+
+
+# ------------------------------------------------------------------------------------------ the cluster
+
+
+def test_partitions_and_fake_gpus(slurm_cluster):
+    lines = slurm_cluster.run("sinfo", "-h", "-o", "%P|%a|%G|%T").stdout.split()
+    parts = {line.split("|")[0]: line.split("|")[1:] for line in lines}
+    assert set(parts) == {"cpu*", "gpu"}, parts  # cpu is the default partition
+    for avail, gres, state in parts.values():
+        assert avail == "up" and gres == f"gpu:{slurm_cluster.gpus}" and state in ("idle", "mixed", "allocated")
+
+
+def test_batch_and_srun_jobs_run_and_are_accounted(slurm_cluster, tmp_path):
+    jobid = sbatch(slurm_cluster, tmp_path, "--wrap", "hostname; echo batch-ok").stdout.strip().split(";")[0]
+    step = slurm_cluster.run("srun", "-n1", "echo", "srun-ok")
+    assert step.stdout.strip() == "srun-ok"
+    wait_done(slurm_cluster, jobid)
+    assert (tmp_path / f"{jobid}.out").read_text().splitlines()[-1] == "batch-ok"
+    row = accounted(slurm_cluster, jobid)[jobid]
+    assert (row["JobName"], row["State"], row["Partition"], row["Account"]) == (
+        "wrap", "COMPLETED", "cpu", slurm_cluster.account)
+
+
+@pytest.mark.parametrize("request_flag", ["--gres=gpu:2", "--gpus=2"])
+def test_gpu_job_sees_its_gpus(slurm_cluster, tmp_path, request_flag):
+    jobid = sbatch(slurm_cluster, tmp_path, "-p", "gpu", request_flag,
+                   "--wrap", "echo CVD=$CUDA_VISIBLE_DEVICES").stdout.strip().split(";")[0]
+    wait_done(slurm_cluster, jobid)
+    assert (tmp_path / f"{jobid}.out").read_text().strip() == "CVD=0,1"
+    row = accounted(slurm_cluster, jobid)[jobid]
+    assert tres(row["ReqTRES"])["gres/gpu"] == "2" and tres(row["AllocTRES"])["gres/gpu"] == "2"
+    assert row["Partition"] == "gpu"
+
+
+def test_more_gpus_than_the_node_has_is_rejected(slurm_cluster, tmp_path):
+    proc = sbatch(slurm_cluster, tmp_path, "-p", "gpu", f"--gpus={slurm_cluster.gpus + 1}", "--wrap", "true",
+                  check=False)
+    assert proc.returncode != 0
+    assert "Requested node configuration is not available" in proc.stderr
+
+
+# ------------------------------------------------------------------------------- the Snakemake plugin
+
+# Rules shaped like rules/policies.smk (resource `gpu`, `cpus_per_gpu`, `mem_mb`, `runtime` from functions of the
+# attempt; `tasks_per_gpu: 0` and the partition as the profile sets them), running only `echo`.
+PROBE_SNAKEFILE = textwrap.dedent('''
+    PROBE = 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}} NTASKS=${{SLURM_NTASKS:-}} STEP=${{SLURM_STEP_ID:-}}" > {output}'
+
+    rule all:
+        input: "gpu_stage.txt", "cpu_stage.txt"
+
+    rule gpu_stage:
+        output: "gpu_stage.txt"
+        threads: 2
+        resources:
+            gpu=lambda wc, attempt: 2,
+            cpus_per_gpu=lambda wc, attempt: 1,
+            mem_mb=lambda wc, attempt: 300 * attempt,
+            runtime=lambda wc, attempt: 5 * attempt,
+            tasks_per_gpu=0,
+            slurm_partition="gpu",
+        shell: PROBE
+
+    rule cpu_stage:
+        output: "cpu_stage.txt"
+        threads: 1
+        resources:
+            mem_mb=200,
+            runtime=5,
+        shell: PROBE
+''')
+
+# The profile's GPU-stage rule names, for a run with profiles/slurm itself.
+PROFILE_PROBE_SNAKEFILE = textwrap.dedent('''
+    rule warmup:
+        output: "warmup.txt"
+        threads: 2
+        resources:
+            gpu=lambda wc, attempt: 2,
+            cpus_per_gpu=lambda wc, attempt: 2,
+            mem_mb=lambda wc, attempt: 500 * attempt,
+            runtime=lambda wc, attempt: 5 * attempt,
+        shell: 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}}" > {output}'
+''')
+
+
+def snakemake_on_slurm(cluster, workdir: Path, *args: str, timeout: int = 300) -> dict[str, str]:
+    """Run Snakemake with the slurm executor in ``workdir``; the Slurm job id of each rule."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "--directory", str(workdir),
+           "--slurm-init-seconds-before-status-checks", "1", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return dict((rule, jobid) for jobid, rule in
+                re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/", out))
+
+
+@pytest.mark.slow
+def test_plugin_requests_gpus_cpus_per_gpu_mem_runtime_partition(slurm_cluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(PROBE_SNAKEFILE)
+    jobs = snakemake_on_slurm(slurm_cluster, tmp_path, "--executor", "slurm", "--jobs", "2", "--default-resources",
+                              "slurm_partition=cpu", f"slurm_account={slurm_cluster.account}")
+    assert set(jobs) == {"gpu_stage", "cpu_stage"}, jobs
+    # One task that sees both GPUs: the jobstep runs the rule under `srun -n1 --gpus=2`, no task per GPU.
+    assert (tmp_path / "gpu_stage.txt").read_text().split() == ["CVD=0,1", "NTASKS=1", "STEP=0"]
+    assert (tmp_path / "cpu_stage.txt").read_text().split() == ["CVD=", "NTASKS=1", "STEP=0"]
+    rows = accounted(slurm_cluster, *jobs.values())
+    gpu, cpu = rows[jobs["gpu_stage"]], rows[jobs["cpu_stage"]]
+    assert gpu["Comment"] == "rule_gpu_stage" and gpu["Partition"] == "gpu" and gpu["Timelimit"] == "00:05:00"
+    assert tres(gpu["ReqTRES"])["gres/gpu"] == "2" and tres(gpu["ReqTRES"])["mem"] == "300M"
+    assert tres(gpu["AllocTRES"])["cpu"] == "2"  # cpus_per_gpu=1 x 2 GPUs (ReqTRES shows cpu=1 for --cpus-per-gpu)
+    assert cpu["Partition"] == "cpu" and "gres/gpu" not in tres(cpu["ReqTRES"])
+    assert tres(cpu["AllocTRES"])["cpu"] == "1" and tres(cpu["ReqTRES"])["mem"] == "200M"
+    steps = [j for j in sacct(slurm_cluster, jobs["gpu_stage"], steps=True) if "." in j]
+    assert sorted(steps) == [f"{jobs['gpu_stage']}.0", f"{jobs['gpu_stage']}.batch"]  # one srun step
+
+
+@pytest.mark.slow
+def test_repo_profile_gives_gpu_stages_cpus_per_gpu(slurm_cluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(PROFILE_PROBE_SNAKEFILE)
+    jobs = snakemake_on_slurm(slurm_cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"))
+    assert (tmp_path / "warmup.txt").read_text().strip() == "CVD=0,1"
+    row = accounted(slurm_cluster, jobs["warmup"])[jobs["warmup"]]
+    assert row["Partition"] == "gpu" and tres(row["ReqTRES"])["gres/gpu"] == "2"
+    assert tres(row["AllocTRES"])["cpu"] == "4"  # 2 GPUs x cpus_per_gpu 2
+
+
+def test_repo_profile_parses_in_a_dry_run(slurm_cluster, tmp_path):
+    """`snakemake --profile profiles/slurm -n` on the test config: the plugin accepts the profile and the GPU
+    stages carry the partition and tasks_per_gpu it sets."""
+    write_config(tmp_path, make_config(tmp_path, studies=("deception",)))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path),
+                           "--profile", str(REPO / "profiles" / "slurm"), "-n", "all"],
+                          env=slurm_cluster.env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    blocks = re.findall(r"rule (\w+):\n(.*?)\n\n", out, re.S)
+    resources = {rule: dict(re.findall(r"(\w+)=([^,\n]+)", m.group(1)))
+                 for rule, body in blocks if (m := re.search(r"resources: (.*)", body))}
+    for stage in ("train_judge", "warmup", "sft", "rl"):
+        assert resources[stage]["slurm_partition"] == "gpu" and resources[stage]["tasks_per_gpu"] == "0", stage
+        assert "gpu" in resources[stage] and "cpus_per_gpu" in resources[stage], stage
+    assert resources["deception_fruit"]["slurm_partition"] == "cpu"
