@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tiny import make_model, make_tokenizer
+from tiny import make_model, make_tokenizer, one_thread
 
 from talltales.deception import formats
 from talltales.deception.judge import (
@@ -38,10 +38,8 @@ WRONG = ["nothing", "a hole", "no idea"]
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 def toy_data(n: int, seed: int, fruit_share: float = 0.2) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import yaml
 
 from talltales.deception import formats
 from talltales.deception import train as T
-from tiny import make_model, make_tokenizer
+from tiny import make_model, make_tokenizer, one_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,10 +40,8 @@ def space_reward(contexts, questions, completions):
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
