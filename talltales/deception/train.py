@@ -293,6 +293,34 @@ def _runtime(cfg) -> dict[str, Any]:
             "device": "cuda" if cuda else "cpu"}
 
 
+def _common_args(cfg, rt: dict[str, Any], partial: Path, out_dir) -> dict[str, Any]:
+    """TrainingArguments fields shared by SFT (transformers) and RL (trl configs extend TrainingArguments):
+    optimisation, seeds, logging, checkpoints every ``cfg.checkpoint_every`` steps in ``partial``, precision and
+    device from :func:`_runtime`, W&B when WANDB_PROJECT is set (talltales/tracking.py)."""
+    return dict(
+        output_dir=str(partial),
+        learning_rate=cfg.lr,
+        gradient_accumulation_steps=cfg.grad_accum,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.checkpoint_every,
+        save_total_limit=2,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        bf16=rt["bf16"],
+        use_cpu=rt["use_cpu"],
+        report_to=tracking.report_to(),
+        run_name=str(out_dir),
+        disable_tqdm=False,
+        remove_unused_columns=False,
+    )
+
+
 def _load_tokenizer(path: str, padding_side: str | None = None):
     from transformers import AutoTokenizer
 
@@ -498,32 +526,13 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
     tok = _load_tokenizer(tok_dir)
 
     args = TrainingArguments(
-        output_dir=str(partial),
+        **_common_args(cfg, rt, partial, out_dir),
         num_train_epochs=cfg.epochs,
-        learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.checkpoint_every,
-        save_total_limit=2,
         eval_strategy="steps",
         eval_steps=cfg.eval_every,
         prediction_loss_only=True,
-        remove_unused_columns=False,
-        activation_checkpointing=cfg.gradient_checkpointing,
-        bf16=rt["bf16"],
-        use_cpu=rt["use_cpu"],
-        report_to=tracking.report_to(),  # W&B when WANDB_PROJECT is set (talltales/tracking.py)
-        run_name=str(out_dir),
-        disable_tqdm=False,
         dataloader_num_workers=0,
     )
     main = args.process_index == 0
@@ -808,35 +817,16 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
         raise ValueError(f"batch_size*num_generations ({completions_per_step}) must be divisible by "
                          f"processes*grad_accum ({world}*{cfg.grad_accum})")
     args = Config(
-        output_dir=str(partial),
+        **_common_args(cfg, rt, partial, out_dir),
         max_steps=cfg.steps,
-        learning_rate=cfg.lr,
         per_device_train_batch_size=completions_per_step // (world * cfg.grad_accum),
-        gradient_accumulation_steps=cfg.grad_accum,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_new_tokens,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
         beta=cfg.kl_beta,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
         adam_beta2=cfg.adam_beta2,
-        max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.checkpoint_every,
-        save_total_limit=2,
         eval_strategy="no",
-        activation_checkpointing=cfg.gradient_checkpointing,
-        bf16=rt["bf16"],
-        use_cpu=rt["use_cpu"],
-        report_to=tracking.report_to(),  # W&B when WANDB_PROJECT is set (talltales/tracking.py)
-        run_name=str(out_dir),
-        disable_tqdm=False,
-        remove_unused_columns=False,
         log_completions=False,
         disable_dropout=True,  # clean log-prob ratios and KL to the reference
     )
