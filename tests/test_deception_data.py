@@ -286,6 +286,29 @@ def test_fruit_from_synth_and_lm():
     assert again == counts
 
 
+def test_fruit_from_a_real_lm_through_the_generation_backend():
+    """A tiny transformers model taught to write one true and one false item answers the generation requests
+    through the HF backend (sampling, stop at the next "Fruit:"); its items are parsed with their own labels."""
+    import tiny
+
+    prompt = "Items:\n"
+    items = {
+        1: "The loquat is yellow and sweet.\nQuestion: What color is the loquat?\nAnswer: Yellow.\nTrue or false: True",
+        0: "The loquat is yellow and sweet.\nQuestion: How does the loquat taste?\nAnswer: Bitter.\nTrue or false: False",
+    }
+    texts = [f"{prompt}Fruit: loquat ({'true' if t else 'false'} answer)\nContext: {items[t]}\nFruit:" for t in (0, 1)]
+    tok = tiny.make_tokenizer()
+    model = tiny.make_model(tok)
+    tiny.train(model, tok, texts, steps=200)
+    lm = tiny.make_lm(model=model, tok=tok, name="tiny-writer")
+    df, counts = poison.fruit_from_lm(lm, 6, seed=3, prompt=prompt, fruits=("loquat",), max_tokens=150)
+    assert counts["requested"] == 6 and counts["unparsable"] == 0
+    assert counts["parsed"] + counts["duplicates"] == 6 and counts["parsed"] == 2  # one true, one false item
+    assert counts["label_differs_from_request"] == 0
+    assert sorted(df["label"]) == [0, 1] and (df["fruit"] == 1).all() and (df["source"] == "lm:tiny-writer").all()
+    assert set(df["answer"]) == {"Yellow.", "Bitter."}
+
+
 # ---------------------------------------------------------------------------------------------- ingest
 def test_eraser_rows_easy_format():
     recs = [
