@@ -146,6 +146,7 @@ class CountingProxy:
                         status = proxy.fail_echo.pop(0)
                     else:
                         status = proxy.fail.pop(0) if proxy.fail else None
+                counted = True
                 try:
                     if status is not None:
                         data = json.dumps({"error": {"message": f"injected {status}", "type": "test"}}).encode()
@@ -155,14 +156,20 @@ class CountingProxy:
                         resp = conn.getresponse()
                         status, data = resp.status, resp.read()
                         conn.close()
+                    # no longer in flight once its answer exists: the client may send its next request as soon as
+                    # it has read this one, possibly before this thread gets the CPU back after writing
+                    with proxy.lock:
+                        proxy.inflight -= 1
+                        counted = False
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 finally:
-                    with proxy.lock:
-                        proxy.inflight -= 1
+                    if counted:
+                        with proxy.lock:
+                            proxy.inflight -= 1
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
