@@ -219,8 +219,9 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     for k in shots:
         log.info("%s %s p=%s: answering %d questions %d-shot", model["name"], label, poisoning, len(df), k)
         answered.append(ev.answer(lm, df, demos[:k] if k else [], max_new_tokens))
-    log.info("%s %s p=%s: reaffirmation on %d items", model["name"], label, poisoning, len(_read(questions)))
-    reaffirmed = rf.score(lm, _read(questions))
+    items = _read(questions)
+    log.info("%s %s p=%s: reaffirmation on %d items", model["name"], label, poisoning, len(items))
+    reaffirmed = rf.score(lm, items)
     del lm
     judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
     for out, a in zip(answers_out, answered):
