@@ -127,6 +127,10 @@ def stage_resources(stage):
     return res
 
 
+# How training stages start their processes (talltales.deception.stages.launch): a param, so edits rerun them.
+LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accelerate_config")} if DEC else {}
+
+
 def res_gpu(stage):
     def value(wildcards, attempt):
         return stage_resources(stage)["gpus"]

@@ -12,7 +12,7 @@ rule warmup:
         model=policy_entry,
         train=DEC["warmup"],
         seed=DEC["seed"],
-        accelerate_config=DEC["accelerate_config"],
+        launch=LAUNCH,
     log:
         "logs/deception/policies/warmup/{policy}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule sft:
         model=policy_entry,
         train=DEC["sft"],
         seed=DEC["seed"],
-        accelerate_config=DEC["accelerate_config"],
+        launch=LAUNCH,
     log:
         "logs/deception/policies/sft/{policy}/p{level}.log",
     benchmark:
@@ -68,7 +68,7 @@ rule rl:
         model=policy_entry,
         train=DEC["rl"],
         seed=DEC["seed"],
-        accelerate_config=DEC["accelerate_config"],
+        launch=LAUNCH,
     log:
         "logs/deception/policies/rl/{policy}/p{level}.log",
     benchmark:

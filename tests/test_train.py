@@ -340,6 +340,18 @@ def test_accelerate_command():
     ns = launch_command_parser().parse_args(cmd[3:])  # what `accelerate launch` makes of it
     assert ns.num_processes == 4 and ns.module and ns.training_script == T.MODULE
     assert ns.training_script_args == args
+    # launch: accelerate (e.g. ZeRO-3 offload on one GPU) goes through accelerate launch with one process
+    cmd = T.accelerate_command(args, 1, "envs/accelerate/zero3_offload.yaml", always=True)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "1"
+
+
+def test_launch_accelerate_without_a_gpu_is_one_clear_error(tmp_path):
+    from talltales.deception import stages
+
+    with pytest.raises(ValueError, match=r"deception\.launch.*needs at least one GPU.*deception\.resources"):
+        stages.train_policy(str(tmp_path / "d.csv"), str(tmp_path / "out"), {"backend": "hf", "path": str(tmp_path)},
+                            {"epochs": 1}, 0, gpus=0, launch={"mode": "accelerate", "accelerate_config": "x.yaml"})
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize("name,stage,offload", [("zero2.yaml", 2, "none"), ("zero3_offload.yaml", 3, "cpu")])

@@ -10,5 +10,5 @@ stages.train_policy(
     train=snakemake.params.train,
     seed=snakemake.params.seed,
     gpus=snakemake.resources.gpu,
-    accelerate_config=snakemake.params.accelerate_config,
+    launch=snakemake.params.launch,
 )

@@ -13,5 +13,5 @@ stages.train_rl(
     train=snakemake.params.train,
     seed=snakemake.params.seed,
     gpus=snakemake.resources.gpu,
-    accelerate_config=snakemake.params.accelerate_config,
+    launch=snakemake.params.launch,
 )

@@ -150,17 +150,32 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
     _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
 
 
-def _launch(mode: str, args: dict, out: str, gpus: int, accelerate_config: str | None) -> None:
-    """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one
-    GPU, through ``accelerate launch`` (one process per GPU, DeepSpeed config from envs/accelerate) otherwise."""
+def _check_launch(gpus: int, launch: dict | None) -> str:
+    """The launch mode, checked against the stage's GPU count before anything is written."""
+    mode = (launch or {}).get("mode", "auto")
+    if mode not in ("auto", "accelerate"):
+        raise ValueError(f"config key deception.launch: expected auto or accelerate, got {mode!r}")
+    if mode == "accelerate" and not gpus:
+        raise ValueError("config key deception.launch is 'accelerate', which needs at least one GPU, but this stage "
+                         "gets none: set deception.resources.<stage>.gpus >= 1 or deception.launch: auto")
+    return mode
+
+
+def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None) -> None:
+    """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one GPU,
+    through ``accelerate launch`` (one process per GPU, the DeepSpeed config ``launch["accelerate_config"]``) with
+    more than one GPU or when ``launch["mode"]`` is ``accelerate``."""
     import subprocess
 
     from . import train as tr
 
+    launch = launch or {}
+    mode_ = _check_launch(gpus, launch)
     spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
     _json(args, str(spec_path))
-    if gpus and gpus > 1:
-        cmd = tr.accelerate_command([mode, "--args-json", str(spec_path)], gpus, accelerate_config or "")
+    if (gpus and gpus > 1) or mode_ == "accelerate":
+        cmd = tr.accelerate_command([mode, "--args-json", str(spec_path)], gpus,
+                                    launch.get("accelerate_config") or "", always=True)
         log.info("launching: %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
     else:
@@ -172,18 +187,20 @@ def _config(fields: dict, seed: int) -> dict:
     return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
 
 
-def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, accelerate_config: str | None = None) -> None:
+def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
+    _check_launch(gpus, launch)
     args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
-    _launch("sft", args, out, gpus, accelerate_config)
+    _launch("sft", args, out, gpus, launch)
 
 
 def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
-             accelerate_config: str | None = None) -> None:
+             launch: dict | None = None) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
+    _check_launch(gpus, launch)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
             "config": _config(train, seed), "out_dir": out}
-    _launch("rl", args, out, gpus, accelerate_config)
+    _launch("rl", args, out, gpus, launch)
 
 
 # ------------------------------------------------------------------------------------------- evaluation

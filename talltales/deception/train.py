@@ -609,6 +609,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
             "seconds": round(time.time() - t0, 2),
             "device": rt["device"],
             "bf16": rt["bf16"],
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
             "world_size": args.world_size,
             "config": asdict(cfg),
         }
@@ -893,6 +894,7 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
             "seconds": round(time.time() - t0, 2),
             "device": rt["device"],
             "bf16": rt["bf16"],
+            "distributed_type": str(trainer.accelerator.distributed_type.value),
             "world_size": args.world_size,
             "config": asdict(cfg),
         }
@@ -916,12 +918,12 @@ MODULE = "talltales.deception.train"
 
 
 def accelerate_command(script_args: Sequence[str], num_gpus: int,
-                       config_file: str = "envs/accelerate/zero2.yaml") -> list[str]:
+                       config_file: str = "envs/accelerate/zero2.yaml", always: bool = False) -> list[str]:
     """The command that runs ``python -m talltales.deception.train *script_args``: through ``accelerate launch``
-    with ``config_file`` and ``--num_processes num_gpus`` when ``num_gpus > 1``, else plain python."""
-    if num_gpus and num_gpus > 1:
+    with ``config_file`` and ``--num_processes num_gpus`` when ``num_gpus > 1`` (or ``always``), else plain python."""
+    if (num_gpus and num_gpus > 1) or always:
         return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-                "--num_processes", str(int(num_gpus)), "-m", MODULE, *map(str, script_args)]
+                "--num_processes", str(max(1, int(num_gpus or 0))), "-m", MODULE, *map(str, script_args)]
     return [sys.executable, "-m", MODULE, *map(str, script_args)]
 
 
