@@ -36,3 +36,6 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+check_fault_injection([r.name for r in workflow.rules])

@@ -23,6 +23,7 @@ rule warmup:
         cpus_per_gpu=res_cpus_per_gpu("warmup"),
         mem_mb=res_mem("warmup"),
         runtime=res_runtime("warmup"),
+        **multinode_resources("warmup"),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -50,6 +51,7 @@ rule sft:
         cpus_per_gpu=res_cpus_per_gpu("sft"),
         mem_mb=res_mem("sft"),
         runtime=res_runtime("sft"),
+        **multinode_resources("sft"),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -79,6 +81,7 @@ rule rl:
         cpus_per_gpu=res_cpus_per_gpu("rl"),
         mem_mb=res_mem("rl"),
         runtime=res_runtime("rl"),
+        **multinode_resources("rl"),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -125,4 +125,4 @@ def slurm_cluster() -> SlurmCluster:
         if m:
             env[m.group(1)] = shlex.split(m.group(2))[0]
     return SlurmCluster(env=env, state_dir=Path(env["TALLTALES_SLURM_DIR"]),
-                        gpus=int(os.environ.get("TALLTALES_SLURM_GPUS", "2")))
+                        gpus=int(os.environ.get("TALLTALES_SLURM_GPUS", "8")))

@@ -345,6 +345,44 @@ def test_accelerate_command():
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "1"
 
 
+def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
+    import json as _json
+    import shlex
+    import subprocess
+
+    args = ["rl", "--args-json", "x y.json"]
+    cmd = T.multinode_command(args, 8, 2, "node01", "envs/accelerate/zero2.yaml")
+    assert cmd[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "bash", "-c"]
+    # what each task's shell hands to `accelerate launch` (the python it starts stands in for accelerate)
+    launch = [sys.executable, "-m", "accelerate.commands.launch"]
+    shell = cmd[6].replace(" ".join(shlex.quote(a) for a in launch),
+                           shlex.join([sys.executable, "-c", "import json,sys; print(json.dumps(sys.argv[1:]))"]), 1)
+    assert shell != cmd[6]
+    for rank in ("0", "1"):
+        argv = _json.loads(subprocess.run(["bash", "-c", shell], env={"SLURM_PROCID": rank, "PATH": "/usr/bin:/bin"},
+                                          capture_output=True, text=True, check=True).stdout)
+        from accelerate.commands.launch import launch_command_parser
+
+        ns = launch_command_parser().parse_args(argv)
+        assert (ns.num_processes, ns.num_machines, ns.machine_rank) == (8, 2, int(rank))
+        assert ns.main_process_ip == "node01" and ns.main_process_port == 29500
+        assert ns.module and ns.training_script == T.MODULE and ns.training_script_args == args
+    with pytest.raises(ValueError, match="do not split evenly"):
+        T.multinode_command(args, 3, 2, "node01")
+
+
+def test_multinode_stage_outside_slurm_is_one_clear_error(tmp_path, monkeypatch):
+    from talltales.deception import stages
+
+    monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
+    with pytest.raises(ValueError, match=r"nodes is 2: a multi-node stage runs only as a Slurm job"):
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=4, nodes=2)
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[01-02]")
+    with pytest.raises(ValueError, match=r"gpus \(3\) must be a positive multiple of nodes \(2\)"):
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=3, nodes=2)
+    assert not list(tmp_path.iterdir())
+
+
 def test_launch_accelerate_without_a_gpu_is_one_clear_error(tmp_path):
     from talltales.deception import stages
 

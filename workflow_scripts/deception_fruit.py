@@ -1,6 +1,6 @@
-from talltales.logs import to_logfile
+from talltales.logs import start_job
 
-to_logfile(snakemake.log[0])
+start_job(snakemake)
 from talltales.deception import stages
 
 stages.fruit(

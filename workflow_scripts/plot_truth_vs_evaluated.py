@@ -1,6 +1,6 @@
-from talltales.logs import to_logfile
+from talltales.logs import start_job
 
-to_logfile(snakemake.log[0])
+start_job(snakemake)
 from talltales import plots
 
 plots.truth_vs_evaluated(snakemake.input[0], snakemake.output[0])

@@ -1,6 +1,6 @@
-from talltales.logs import to_logfile
+from talltales.logs import start_job
 
-to_logfile(snakemake.log[0])
+start_job(snakemake)
 from talltales.deception import stages
 
 stages.train_rl(
@@ -13,5 +13,6 @@ stages.train_rl(
     train=snakemake.params.train,
     seed=snakemake.params.seed,
     gpus=snakemake.resources.gpu,
+    nodes=snakemake.resources.get("nodes", 1),
     launch=snakemake.params.launch,
 )

@@ -150,9 +150,17 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
     _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
 
 
-def _check_launch(gpus: int, launch: dict | None) -> str:
-    """The launch mode, checked against the stage's GPU count before anything is written."""
+def _check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
+    """The launch mode, checked against the stage's GPU and node counts before anything is written."""
+    import os
+
     mode = (launch or {}).get("mode", "auto")
+    if nodes > 1 and not os.environ.get("SLURM_JOB_NODELIST"):
+        raise ValueError(f"config key deception.resources.<stage>.nodes is {nodes}: a multi-node stage runs only as a "
+                         "Slurm job (snakemake --profile profiles/slurm); set nodes: 1 to run it here")
+    if nodes > 1 and (not gpus or gpus % nodes):
+        raise ValueError(f"config key deception.resources.<stage>: gpus ({gpus}) must be a positive multiple of "
+                         f"nodes ({nodes}): gpus is the total over the nodes")
     if mode not in ("auto", "accelerate"):
         raise ValueError(f"config key deception.launch: expected auto or accelerate, got {mode!r}")
     if mode == "accelerate" and not gpus:
@@ -161,25 +169,34 @@ def _check_launch(gpus: int, launch: dict | None) -> str:
     return mode
 
 
-def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None) -> None:
+def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None, nodes: int = 1) -> None:
     """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one GPU,
     through ``accelerate launch`` (one process per GPU, the DeepSpeed config ``launch["accelerate_config"]``) with
-    more than one GPU or when ``launch["mode"]`` is ``accelerate``."""
+    more than one GPU or when ``launch["mode"]`` is ``accelerate``; over several nodes of a Slurm job, ``srun``
+    starts one ``accelerate launch`` per node (:func:`talltales.deception.train.multinode_command`)."""
+    import os
     import subprocess
 
     from . import train as tr
 
     launch = launch or {}
-    mode_ = _check_launch(gpus, launch)
+    mode_ = _check_launch(gpus, launch, nodes)
     spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
     _json(args, str(spec_path))
-    if (gpus and gpus > 1) or mode_ == "accelerate":
-        cmd = tr.accelerate_command([mode, "--args-json", str(spec_path)], gpus,
-                                    launch.get("accelerate_config") or "", always=True)
+    script_args = [mode, "--args-json", str(spec_path)]
+    config_file = launch.get("accelerate_config") or ""
+    if nodes > 1:
+        head = tr.first_node(os.environ["SLURM_JOB_NODELIST"])
+        cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file)
+    elif (gpus and gpus > 1) or mode_ == "accelerate":
+        cmd = tr.accelerate_command(script_args, gpus, config_file, always=True)
+    else:
+        cmd = None
+    if cmd:
         log.info("launching: %s", " ".join(cmd))
         subprocess.run(cmd, check=True)
     else:
-        tr.main([mode, "--args-json", str(spec_path)])
+        tr.main(script_args)
     spec_path.unlink(missing_ok=True)
 
 
@@ -187,20 +204,21 @@ def _config(fields: dict, seed: int) -> dict:
     return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
 
 
-def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None) -> None:
+def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
+                 nodes: int = 1) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
-    _check_launch(gpus, launch)
+    _check_launch(gpus, launch, nodes)
     args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
-    _launch("sft", args, out, gpus, launch)
+    _launch("sft", args, out, gpus, launch, nodes)
 
 
 def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
-             launch: dict | None = None) -> None:
+             launch: dict | None = None, nodes: int = 1) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
-    _check_launch(gpus, launch)
+    _check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
             "config": _config(train, seed), "out_dir": out}
-    _launch("rl", args, out, gpus, launch)
+    _launch("rl", args, out, gpus, launch, nodes)
 
 
 # ------------------------------------------------------------------------------------------- evaluation

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -925,6 +926,36 @@ def accelerate_command(script_args: Sequence[str], num_gpus: int,
         return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
                 "--num_processes", str(max(1, int(num_gpus or 0))), "-m", MODULE, *map(str, script_args)]
     return [sys.executable, "-m", MODULE, *map(str, script_args)]
+
+
+def multinode_command(script_args: Sequence[str], num_gpus: int, nodes: int, main_process_ip: str,
+                      config_file: str = "envs/accelerate/zero2.yaml", main_process_port: int = 29500) -> list[str]:
+    """For a Slurm job over ``nodes`` nodes (``num_gpus`` in all): ``srun`` starts one task per node, and each runs
+    ``accelerate launch --num_machines nodes --machine_rank $SLURM_PROCID --main_process_ip HEAD`` with
+    ``num_gpus`` processes in all (accelerate starts ``num_gpus / nodes`` on its node)."""
+    if nodes < 2:
+        raise ValueError(f"multinode_command needs at least 2 nodes, got {nodes}")
+    if num_gpus % nodes:
+        raise ValueError(f"{num_gpus} GPUs do not split evenly over {nodes} nodes (gpus is the total over the nodes)")
+    launch = accelerate_command(script_args, num_gpus, config_file, always=True)
+    i = launch.index("--num_processes")
+    machine = ["--num_machines", str(nodes), "--machine_rank", "$SLURM_PROCID",
+               "--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port)]
+    launch = launch[:i + 2] + machine + launch[i + 2:]
+    # $SLURM_PROCID is expanded by each task's shell (the task's rank = its node's rank); the rest is quoted
+    shell = " ".join(a if a == "$SLURM_PROCID" else shlex.quote(a) for a in launch)
+    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "bash", "-c", shell]
+
+
+def first_node(nodelist: str) -> str:
+    """The first host of a Slurm node list (``node[01-04]`` -> ``node01``), through ``scontrol show hostnames``."""
+    import subprocess
+
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    hosts = out.stdout.split()
+    if not hosts:
+        raise RuntimeError(f"scontrol show hostnames {nodelist!r} named no host")
+    return hosts[0]
 
 
 def read_rows(path: str | os.PathLike):

@@ -12,7 +12,7 @@
 # the script starts the daemons itself (detached with setsid) and stops them by pid.
 #
 # Everything lives under one directory, TALLTALES_SLURM_DIR (default /tmp/talltales-slurm). Other knobs:
-#   TALLTALES_SLURM_GPUS       fake GPUs on the node (default 2); each is <dir>/dev/nvidiaK -> /dev/null
+#   TALLTALES_SLURM_GPUS       fake GPUs on the node (default 8); each is <dir>/dev/nvidiaK -> /dev/null
 #   TALLTALES_SLURM_CPUS       CPUs declared for the node (default 16, more than the machine may have:
 #                              SlurmdParameters=config_overrides; jobs are not pinned, task/none)
 #   TALLTALES_SLURM_MEM_MB     RealMemory declared for the node (default 64000, likewise only declared)
@@ -24,7 +24,7 @@
 set -euo pipefail
 
 DIR=${TALLTALES_SLURM_DIR:-/tmp/talltales-slurm}
-GPUS=${TALLTALES_SLURM_GPUS:-2}
+GPUS=${TALLTALES_SLURM_GPUS:-8}
 CPUS=${TALLTALES_SLURM_CPUS:-16}
 MEM_MB=${TALLTALES_SLURM_MEM_MB:-64000}
 PORT=${TALLTALES_SLURM_PORT_BASE:-6817}
