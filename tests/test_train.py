@@ -343,6 +343,10 @@ def test_accelerate_command():
     # launch: accelerate (e.g. ZeRO-3 offload on one GPU) goes through accelerate launch with one process
     cmd = T.accelerate_command(args, 1, "envs/accelerate/zero3_offload.yaml", always=True)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "1"
+    # a rendezvous port of its own (two multi-GPU jobs on one node must not both take 29500)
+    port = T.free_port()
+    cmd = T.accelerate_command(args, 2, "envs/accelerate/zero2.yaml", main_process_port=port)
+    assert launch_command_parser().parse_args(cmd[3:]).main_process_port == port != 29500
 
 
 def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
@@ -351,7 +355,7 @@ def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
     import subprocess
 
     args = ["rl", "--args-json", "x y.json"]
-    cmd = T.multinode_command(args, 8, 2, "node01", "envs/accelerate/zero2.yaml")
+    cmd = T.multinode_command(args, 8, 2, "node01", "envs/accelerate/zero2.yaml", main_process_port=T.job_port(123456))
     assert cmd[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "bash", "-c"]
     # what each task's shell hands to `accelerate launch` (the python it starts stands in for accelerate)
     launch = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -365,7 +369,7 @@ def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
 
         ns = launch_command_parser().parse_args(argv)
         assert (ns.num_processes, ns.num_machines, ns.machine_rank) == (8, 2, int(rank))
-        assert ns.main_process_ip == "node01" and ns.main_process_port == 29500
+        assert ns.main_process_ip == "node01" and ns.main_process_port == 29500 + 3456
         assert ns.module and ns.training_script == T.MODULE and ns.training_script_args == args
     with pytest.raises(ValueError, match="do not split evenly"):
         T.multinode_command(args, 3, 2, "node01")

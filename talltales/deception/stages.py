@@ -187,9 +187,11 @@ def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None, nod
     config_file = launch.get("accelerate_config") or ""
     if nodes > 1:
         head = tr.first_node(os.environ["SLURM_JOB_NODELIST"])
-        cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file)
+        port = tr.job_port(os.environ.get("SLURM_JOB_ID", "0"))
+        cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file, main_process_port=port)
     elif (gpus and gpus > 1) or mode_ == "accelerate":
-        cmd = tr.accelerate_command(script_args, gpus, config_file, always=True)
+        # a free port: jobs that share a node (e.g. two 2-GPU jobs on an 8-GPU node) must not share 29500
+        cmd = tr.accelerate_command(script_args, gpus, config_file, always=True, main_process_port=tr.free_port())
     else:
         cmd = None
     if cmd:

@@ -919,13 +919,31 @@ MODULE = "talltales.deception.train"
 
 
 def accelerate_command(script_args: Sequence[str], num_gpus: int,
-                       config_file: str = "envs/accelerate/zero2.yaml", always: bool = False) -> list[str]:
+                       config_file: str = "envs/accelerate/zero2.yaml", always: bool = False,
+                       main_process_port: int | None = None) -> list[str]:
     """The command that runs ``python -m talltales.deception.train *script_args``: through ``accelerate launch``
-    with ``config_file`` and ``--num_processes num_gpus`` when ``num_gpus > 1`` (or ``always``), else plain python."""
+    with ``config_file`` and ``--num_processes num_gpus`` when ``num_gpus > 1`` (or ``always``), else plain python.
+    ``main_process_port``: the rendezvous port (accelerate's default 29500 collides when two jobs share a node)."""
     if (num_gpus and num_gpus > 1) or always:
+        port = ["--main_process_port", str(int(main_process_port))] if main_process_port else []
         return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-                "--num_processes", str(max(1, int(num_gpus or 0))), "-m", MODULE, *map(str, script_args)]
+                "--num_processes", str(max(1, int(num_gpus or 0))), *port, "-m", MODULE, *map(str, script_args)]
     return [sys.executable, "-m", MODULE, *map(str, script_args)]
+
+
+def free_port() -> int:
+    """A TCP port that is free on this host now (for a one-node launch's rendezvous)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def job_port(job_id: str | int, base: int = 29500, span: int = 10000) -> int:
+    """A rendezvous port that every node of a Slurm job derives alike from its job id (jobs sharing the head
+    node get different ports unless their ids differ by a multiple of ``span``)."""
+    return base + int(job_id) % span
 
 
 def multinode_command(script_args: Sequence[str], num_gpus: int, nodes: int, main_process_ip: str,
@@ -937,10 +955,9 @@ def multinode_command(script_args: Sequence[str], num_gpus: int, nodes: int, mai
         raise ValueError(f"multinode_command needs at least 2 nodes, got {nodes}")
     if num_gpus % nodes:
         raise ValueError(f"{num_gpus} GPUs do not split evenly over {nodes} nodes (gpus is the total over the nodes)")
-    launch = accelerate_command(script_args, num_gpus, config_file, always=True)
+    launch = accelerate_command(script_args, num_gpus, config_file, always=True, main_process_port=main_process_port)
     i = launch.index("--num_processes")
-    machine = ["--num_machines", str(nodes), "--machine_rank", "$SLURM_PROCID",
-               "--main_process_ip", main_process_ip, "--main_process_port", str(main_process_port)]
+    machine = ["--num_machines", str(nodes), "--machine_rank", "$SLURM_PROCID", "--main_process_ip", main_process_ip]
     launch = launch[:i + 2] + machine + launch[i + 2:]
     # $SLURM_PROCID is expanded by each task's shell (the task's rank = its node's rank); the rest is quoted
     shell = " ".join(a if a == "$SLURM_PROCID" else shlex.quote(a) for a in launch)
