@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,7 @@ import torch
 
 from conftest import REPO, make_config, snakemake, write_config
 from test_judge import bert_backbone, toy_data
-from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights, space_reward
+from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights, space_reward, tiny_dir  # noqa: F401
 from tiny import make_lm, make_model, make_tokenizer
 
 from talltales.deception import train as T
@@ -29,15 +28,6 @@ from talltales.deception.judge import Judge, JudgeConfig, train_judge
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                                      reason="needs the deepspeed package (pip install '.[gpu]')")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy_gpu")
-    tok = make_tokenizer()
-    make_model(tok).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
 
 
 def _report(out: Path) -> dict:
