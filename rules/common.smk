@@ -120,22 +120,22 @@ wildcard_constraints:
 
 
 def stage_resources(stage):
-    """resources: for a training stage from deception.resources (gpus, cpus_per_gpu, mem_mb, runtime);
+    """resources: for a training stage from deception.resources (gpus, cpus_per_gpu, mem_mb, runtime, nodes);
     memory and runtime grow with the retry attempt."""
     res = dict(gpus=0, cpus_per_gpu=8, mem_mb=16000, runtime=120, nodes=1)
     res.update(DEC["resources"].get(stage, {}) if DEC else {})
     return res
 
 
-# How training stages start their processes (talltales.deception.stages.launch): a param, so edits rerun them.
+# How training stages start their processes (talltales.deception.stages._launch): a param, so edits rerun them.
 LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accelerate_config")} if DEC else {}
 
 
 def multinode_resources(stage):
     """Extra resources: of a stage that spans nodes (deception.resources.STAGE.nodes > 1): one Slurm task per node
     and `mpi`, so the jobstep runs the rule unwrapped on the first node and the rule starts one
-    `accelerate launch` per node itself with `srun` (talltales.deception.stages). None for one node: the keys'
-    mere presence would switch the Slurm plugin to MPI mode."""
+    `accelerate launch` per node itself with `srun` (talltales.deception.stages). Nothing for one node: the
+    keys' mere presence would switch the Slurm plugin to MPI mode."""
     nodes = stage_resources(stage)["nodes"]
     return dict(nodes=nodes, tasks=nodes, mpi="srun") if nodes > 1 else {}
 
