@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,6 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
 
 def _check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
     """The launch mode, checked against the stage's GPU and node counts before anything is written."""
-    import os
-
     mode = (launch or {}).get("mode", "auto")
     if nodes > 1 and not os.environ.get("SLURM_JOB_NODELIST"):
         raise ValueError(f"config key deception.resources.<stage>.nodes is {nodes}: a multi-node stage runs only as a "
@@ -169,18 +168,16 @@ def _check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
     return mode
 
 
-def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None, nodes: int = 1) -> None:
+def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict, how: str, nodes: int = 1) -> None:
     """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one GPU,
     through ``accelerate launch`` (one process per GPU, the DeepSpeed config ``launch["accelerate_config"]``) with
-    more than one GPU or when ``launch["mode"]`` is ``accelerate``; over several nodes of a Slurm job, ``srun``
-    starts one ``accelerate launch`` per node (:func:`talltales.deception.train.multinode_command`)."""
-    import os
+    more than one GPU or when the mode is ``accelerate``; over several nodes of a Slurm job, ``srun``
+    starts one ``accelerate launch`` per node (:func:`talltales.deception.train.multinode_command`). ``how``:
+    the launch mode as :func:`_check_launch` returned it."""
     import subprocess
 
     from . import train as tr
 
-    launch = launch or {}
-    mode_ = _check_launch(gpus, launch, nodes)
     spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
     _json(args, str(spec_path))
     script_args = [mode, "--args-json", str(spec_path)]
@@ -189,7 +186,7 @@ def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict | None, nod
         head = tr.first_node(os.environ["SLURM_JOB_NODELIST"])
         port = tr.job_port(os.environ.get("SLURM_JOB_ID", "0"))
         cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file, main_process_port=port)
-    elif (gpus and gpus > 1) or mode_ == "accelerate":
+    elif (gpus and gpus > 1) or how == "accelerate":
         # a free port: jobs that share a node (e.g. two 2-GPU jobs on an 8-GPU node) must not share 29500
         cmd = tr.accelerate_command(script_args, gpus, config_file, always=True, main_process_port=tr.free_port())
     else:
@@ -209,18 +206,18 @@ def _config(fields: dict, seed: int) -> dict:
 def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
                  nodes: int = 1) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
-    _check_launch(gpus, launch, nodes)
+    how = _check_launch(gpus, launch, nodes)
     args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
-    _launch("sft", args, out, gpus, launch, nodes)
+    _launch("sft", args, out, gpus, launch or {}, how, nodes)
 
 
 def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
              launch: dict | None = None, nodes: int = 1) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
-    _check_launch(gpus, launch, nodes)
+    how = _check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
             "config": _config(train, seed), "out_dir": out}
-    _launch("rl", args, out, gpus, launch, nodes)
+    _launch("rl", args, out, gpus, launch or {}, how, nodes)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
