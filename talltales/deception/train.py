@@ -87,7 +87,7 @@ class SFTRunConfig(_FromDict):
     seed: int = 62
     checkpoint_every: int = 100  # steps (optimizer updates)
     eval_every: int = 100  # steps: loss on a fixed train sample and on the validation rows (if any)
-    train_eval_rows: int = 256  # size of the fixed train sample whose loss is reported at start/end
+    train_eval_rows: int = 64  # size of the fixed train sample whose loss is reported at start/end (costs 2 passes)
     logging_steps: int = 1
     gradient_checkpointing: bool = False
     lora: bool = False  # needs `peft`; the adapter is merged into the saved model
