@@ -21,6 +21,18 @@ SNAKEFILE = REPO / "Snakefile"
 MODELS_DIR = Path(os.environ.get("TALLTALES_TEST_MODELS", REPO / "resources" / "models"))
 
 
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny random-init causal LM with its tokenizer, saved once per test module (tests/tiny.py)."""
+    from tiny import make_model, make_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tok = make_tokenizer()
+    make_model(tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 def deep_update(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in override.items():

@@ -19,7 +19,7 @@ import torch
 
 from conftest import REPO, make_config, snakemake, write_config
 from test_judge import bert_backbone, toy_data
-from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights, space_reward, tiny_dir  # noqa: F401
+from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights, space_reward
 from tiny import make_lm, make_model, make_tokenizer
 
 from talltales.deception import train as T

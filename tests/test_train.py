@@ -44,15 +44,6 @@ def _one_thread():
         yield
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy")
-    tok = make_tokenizer()
-    make_model(tok).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def _weights(path):
     from transformers import AutoModelForCausalLM
 
