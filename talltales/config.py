@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .lm.base import ModelSpec
+from .lm.base import spec_from_entry  # noqa: F401  (re-exported: the registry's entry -> spec)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 OWN_DATASETS = ("longlist", "shortlist", "shortlist_strict", "final", "final_strict")
@@ -197,7 +197,3 @@ def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:
         entry["path"] = str(Path(config["paths"]["models_dir"]) / name)
     entry["name"] = name
     return entry
-
-
-def spec_from_entry(entry: dict[str, Any]) -> ModelSpec:
-    return ModelSpec.from_config(entry["name"], entry)

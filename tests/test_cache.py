@@ -103,3 +103,113 @@ def test_no_path_means_no_caching():
     assert call.n == 2
     assert (cache.hits, cache.misses) == (0, 2)
     assert len(cache) == 0
+
+
+# ------------------------------------------------------------------------------------------ the wrapper
+
+
+def _counting_hf(cache, tok, model):
+    """A tiny HFLM (a subclass that counts the items each method is asked for) behind ``cache``."""
+    import tiny
+    from talltales.lm.cache import CachingLM
+    from talltales.lm.hf import HFLM
+
+    class CountingHF(HFLM):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.asked = {"generate": 0, "score_choices": 0, "loglikelihood": 0}
+
+        def generate(self, prompts, sampling):
+            self.asked["generate"] += len(prompts)
+            return super().generate(prompts, sampling)
+
+        def score_choices(self, prompts, choices, top_k=5):
+            self.asked["score_choices"] += len(prompts)
+            return super().score_choices(prompts, choices, top_k=top_k)
+
+        def loglikelihood(self, contexts, continuations):
+            self.asked["loglikelihood"] += len(contexts)
+            return super().loglikelihood(contexts, continuations)
+
+    backend = CountingHF(tiny.make_spec("tiny", "tests/caching"), batch_size=2, model=model, tokenizer=tok,
+                         progress=False)
+    return CachingLM(backend, cache), backend
+
+
+def test_caching_lm_second_run_makes_no_backend_call_hf(tmp_path):
+    import tiny
+    from talltales.lm.base import Sampling
+
+    tok = tiny.make_tokenizer()
+    model = tiny.make_model(tok, seed=1)
+    prompts = ["Question: Is Paris in France?\nAssistant:", "Question: Is the sky blue?\nAssistant:"]
+    sampling = Sampling(max_tokens=6, temperature=1.0, seed=3)
+    db = tmp_path / "c.sqlite"
+
+    def run(cache):
+        lm, backend = _counting_hf(cache, tok, model)
+        with tiny.one_thread():
+            out = (
+                lm.generate(prompts + [prompts[0]] * 3, sampling),
+                [s.to_record() for s in lm.score_choices(prompts, [[" Yes", " No"]] * 2, top_k=3)],
+                lm.loglikelihood(prompts, [" Yes", " No, never"]),
+            )
+        return out, backend.asked
+
+    first, asked = run(ResponseCache(db))
+    assert asked == {"generate": 5, "score_choices": 2, "loglikelihood": 2}
+    assert len(set(first[0][1:])) > 1  # the copies of one prompt are different samples, each its own entry
+    # the wrapper changes nothing: the backend alone gives the same answers
+    _, bare = _counting_hf(None, tok, model)
+    with tiny.one_thread():
+        assert bare.generate(prompts + [prompts[0]] * 3, sampling) == first[0]
+        assert [s.to_record() for s in bare.score_choices(prompts, [[" Yes", " No"]] * 2, top_k=3)] == first[1]
+    cache = ResponseCache(db)
+    second, asked = run(cache)
+    assert asked == {"generate": 0, "score_choices": 0, "loglikelihood": 0}
+    assert second == first
+    assert (cache.hits, cache.misses) == (5 + 2 + 2, 0)
+    # a new item is the only one the backend is asked for
+    lm, backend = _counting_hf(cache, tok, model)
+    with tiny.one_thread():
+        lm.score_choices(prompts + ["Question: Is fire cold?\nAssistant:"], [[" Yes", " No"]] * 3, top_k=3)
+    assert backend.asked["score_choices"] == 1
+
+
+def test_caching_lm_stores_each_item_as_the_backend_reports_it(tmp_path):
+    """A call that fails half-way keeps what it had: the backend's reported items are already stored."""
+    import tiny
+    from talltales.lm.base import Sampling
+
+    tok = tiny.make_tokenizer()
+    lm, backend = _counting_hf(ResponseCache(tmp_path / "c.sqlite"), tok, tiny.make_model(tok, seed=1))
+    real = backend._generate_batch
+    calls = []
+
+    def second_batch_dies(batch, sampling, seed):
+        calls.append(batch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(batch, sampling, seed)
+
+    backend._generate_batch = second_batch_dies
+    with tiny.one_thread(), pytest.raises(KeyboardInterrupt):
+        lm.generate(["a", "b", "c", "d"], Sampling(max_tokens=3))
+    assert len(lm.cache) == 2  # the first batch (batch_size 2)
+    backend._generate_batch = real
+    with tiny.one_thread():
+        lm.generate(["a", "b", "c", "d"], Sampling(max_tokens=3))
+    assert backend.asked["generate"] == 4 + 2
+
+
+def test_caching_lm_keys_carry_no_credentials(tmp_path):
+    from talltales.lm.cache import CachingLM
+
+    class Leaky:
+        spec = None
+
+        def fingerprint(self):
+            return {"backend": "x", "api_key": "sk-SECRET"}
+
+    with pytest.raises(ValueError, match="credentials"):
+        CachingLM(Leaky(), ResponseCache(tmp_path / "c.sqlite"))

@@ -149,8 +149,8 @@ def test_build_longlist_sampled_is_deterministic_and_cached(tmp_path):
     lm1 = tiny.make_lm(tok=tok, model=model, cache=cache1, batch_size=4, model_id="tests/random3")
     raw1 = lm1.generate([PROMPTS["valid_no"]] * 5, Sampling(max_tokens=12, temperature=1.0, stop=("\n",), seed=11))
     items1, stats1 = build_longlist(lm1, prompts, CLASSES, SAMPLED, seed=5, min_chars=1, max_chars=500)
-    # 5 prompts-worth of calls in batches of 4: 2 batches for the generate() call, 2 per prompt after
-    assert cache1.misses == 2 + 2 * len(PROMPTS) and cache1.hits == 0
+    # one cache entry per generated sample: 5 for the generate() call, 5 per prompt after
+    assert cache1.misses == 5 + 5 * len(PROMPTS) and cache1.hits == 0
     assert len(cache1) == cache1.misses
     assert stats1["kept"] + sum(stats1["dropped"].values()) == 5 * len(PROMPTS)
     cache1.close()
@@ -169,7 +169,7 @@ def test_build_longlist_sampled_is_deterministic_and_cached(tmp_path):
     lm2 = tiny.make_lm(tok=tok, model=model, cache=cache2, batch_size=4, model_id="tests/random3")
     items2, stats2 = build_longlist(lm2, prompts, CLASSES, SAMPLED, seed=5, min_chars=1, max_chars=500)
     assert cache2.misses == 0
-    assert cache2.hits == 2 * len(PROMPTS)
+    assert cache2.hits == 5 * len(PROMPTS)
     assert items2 == items1 and stats2 == stats1
     cache2.close()
 

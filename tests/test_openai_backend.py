@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from talltales.lm import load_lm
 from talltales.lm.base import ModelSpec, Sampling
 from talltales.lm.cache import ResponseCache
 from talltales.lm.openai import (
@@ -286,7 +287,7 @@ def test_generate_deterministic_ordered_and_cached(proxy, tmp_path):
     sampling = Sampling(max_tokens=8, temperature=0.0, stop=("\n",))
     db = tmp_path / "cache.sqlite"
     cache = ResponseCache(db)
-    out = OpenAILM(make_spec(proxy.url, max_concurrency=3), cache).generate(prompts, sampling)
+    out = load_lm(make_spec(proxy.url, max_concurrency=3), cache).generate(prompts, sampling)
     assert len(out) == len(prompts)
     assert all(isinstance(t, str) and t.strip() and "\n" not in t for t in out), out
     assert proxy.count(COMPLETIONS) == len(prompts)
@@ -299,7 +300,7 @@ def test_generate_deterministic_ordered_and_cached(proxy, tmp_path):
     # rerun on the same cache file: zero requests reach the server
     cache.close()
     cache2 = ResponseCache(db)
-    assert OpenAILM(make_spec(proxy.url, max_concurrency=3), cache2).generate(prompts, sampling) == out
+    assert load_lm(make_spec(proxy.url, max_concurrency=3), cache2).generate(prompts, sampling) == out
     assert proxy.count() == 2 * len(prompts)
     assert (cache2.hits, cache2.misses) == (len(prompts), 0)
     cache2.close()
@@ -311,7 +312,7 @@ def test_score_choices_completions(proxy, tmp_path):
     choices = [" Yes", " No", " Xylophonezzq"]  # the last one is never a top-5 next token
     db = tmp_path / "cache.sqlite"
     cache = ResponseCache(db)
-    lm = OpenAILM(make_spec(proxy.url), cache)
+    lm = load_lm(make_spec(proxy.url), cache)
     scores = lm.score_choices(prompts, [choices] * len(prompts), top_k=5)
     assert lm.echo_supported is not None, lm.echo_status  # the echo self-check reached a verdict
     for s in scores:
@@ -332,12 +333,36 @@ def test_score_choices_completions(proxy, tmp_path):
     # rerun on the same cache file (including the cached echo verdict): zero requests
     cache.close()
     cache2 = ResponseCache(db)
-    lm2 = OpenAILM(make_spec(proxy.url), cache2)
+    lm2 = load_lm(make_spec(proxy.url), cache2)
     again = lm2.score_choices(prompts, [choices] * len(prompts), top_k=5)
     assert [a.to_record() for a in again] == [s.to_record() for s in scores]
     assert lm2.echo_status == lm.echo_status
     assert proxy.count() == n_calls and cache2.misses == 0
     cache2.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_second_run_through_the_cache_makes_no_call(proxy, tmp_path, endpoint):
+    """The one cache wrapper (load_lm) answers generate and scoring from the cache file on a rerun."""
+    db = tmp_path / "cache.sqlite"
+    prompts = [YES_NO, "Q: Is fire cold? Answer Yes or No.\nA:"]
+    sampling = Sampling(max_tokens=4, stop=("\n",))
+
+    def run():
+        cache = ResponseCache(db)
+        lm = load_lm(make_spec(proxy.url, endpoint=endpoint), cache)
+        out = (lm.generate(prompts, sampling),
+               [s.to_record() for s in lm.score_choices(prompts, [[" Yes", " No"]] * 2, top_k=3)])
+        cache.close()
+        return out, (cache.hits, cache.misses)
+
+    first, (hits, misses) = run()
+    assert (hits, misses) == (0, 4) and proxy.count() >= 4
+    n_calls = proxy.count()
+    second, (hits, misses) = run()
+    assert second == first and (hits, misses) == (4, 0)
+    assert proxy.count() == n_calls
 
 
 @pytest.mark.slow
@@ -371,12 +396,12 @@ def test_echo_modes_and_loglikelihood(proxy, tmp_path):
     proxy.reset()
     proxy.fail_echo = [400]
     cache = ResponseCache(tmp_path / "cache.sqlite")
-    rejecting = OpenAILM(make_spec(proxy.url), cache)
+    rejecting = load_lm(make_spec(proxy.url), cache)
     [s] = rejecting.score_choices([YES_NO], [choices], top_k=5)
     assert rejecting.echo_supported is False and "rejected" in rejecting.echo_status
     assert s.class_logprobs == {c: s.top_logprobs.get(c) for c in choices}
     n_calls = proxy.count()
-    again = OpenAILM(make_spec(proxy.url), cache)
+    again = load_lm(make_spec(proxy.url), cache)
     again.score_choices([YES_NO], [choices], top_k=5)
     assert again.echo_supported is False and proxy.count() == n_calls  # no repeated (failing) echo request
     cache.close()
@@ -395,13 +420,13 @@ def test_eos_top_token_gives_empty_logprobs_and_logit_bias_fixes_it(proxy, tmp_p
     prompt = "The end."  # SmolLM2's most likely next token here is <|im_end|>
     cache = ResponseCache(tmp_path / "cache.sqlite")
     with caplog.at_level(logging.WARNING, logger="talltales.lm.openai"):
-        [s] = OpenAILM(make_spec(proxy.url), cache).score_choices([prompt], [[" Yes", " No"]], top_k=3)
+        [s] = load_lm(make_spec(proxy.url), cache).score_choices([prompt], [[" Yes", " No"]], top_k=3)
     # llama.cpp quirk: the completion stops before any token, so the server returns empty log-probs
     assert (s.text, s.token_logprob, s.top_logprobs) == ("", None, {})
     assert s.class_logprobs == {" Yes": None, " No": None}  # missing, not 0
     assert "logit_bias" in caplog.text
 
-    biased = OpenAILM(make_spec(proxy.url, extra_body={"logit_bias": {str(EOS_ID): -100}}), cache)
+    biased = load_lm(make_spec(proxy.url, extra_body={"logit_bias": {str(EOS_ID): -100}}), cache)
     [b] = biased.score_choices([prompt], [[" Yes", " No"]], top_k=3)
     assert b.text != "" and b.token_logprob is not None and len(b.top_logprobs) == 3
     # extra_body reached the server and is part of the cache key (a new request, not a cache hit)
@@ -434,14 +459,14 @@ def test_retries_then_clear_error(proxy, tmp_path):
 
     # 429, 500, 503 then success: retried with backoff, one answer
     proxy.fail = [429, 500, 503]
-    lm = OpenAILM(make_spec(proxy.url, max_retries=3), cache, retry_base_delay=0.01, retry_max_delay=0.05)
+    lm = load_lm(make_spec(proxy.url, max_retries=3), cache, retry_base_delay=0.01, retry_max_delay=0.05)
     [text] = lm.generate(["The capital of France is"], sampling)
     assert text.strip() and proxy.count(COMPLETIONS) == 4 and len(cache) == 1
 
     # always 429: gives up after max_retries + 1 attempts, caches nothing
     proxy.reset()
     proxy.fail = [429] * 10
-    lm = OpenAILM(make_spec(proxy.url, max_retries=2), cache, retry_base_delay=0.01, retry_max_delay=0.05)
+    lm = load_lm(make_spec(proxy.url, max_retries=2), cache, retry_base_delay=0.01, retry_max_delay=0.05)
     with pytest.raises(OpenAIBackendError, match=r"smol-api.*after 3 attempt.*429"):
         lm.generate(["Once upon a time"], sampling)
     assert proxy.count() == 3 and len(cache) == 1
@@ -465,10 +490,10 @@ def test_api_key_is_sent_but_never_stored_or_logged(proxy, tmp_path, caplog):
     db = tmp_path / "cache.sqlite"
     cache = ResponseCache(db)
     with caplog.at_level(logging.DEBUG):
-        lm = OpenAILM(make_spec(proxy.url), cache)
+        lm = load_lm(make_spec(proxy.url), cache)
         lm.generate([YES_NO], Sampling(max_tokens=3))
         lm.score_choices([YES_NO], [[" Yes", " No"]], top_k=3)
-        OpenAILM(make_spec(proxy.url, endpoint="chat"), cache).generate(["Hi"], Sampling(max_tokens=3))
+        load_lm(make_spec(proxy.url, endpoint="chat"), cache).generate(["Hi"], Sampling(max_tokens=3))
     assert {c["headers"].get("authorization") for c in proxy.calls} == {f"Bearer {SECRET}"}
     assert all(SECRET not in json.dumps(c["body"]) for c in proxy.calls)
     cache.close()
@@ -479,7 +504,7 @@ def test_api_key_is_sent_but_never_stored_or_logged(proxy, tmp_path, caplog):
 
 @pytest.mark.slow
 def test_chat_endpoint(proxy, tmp_path):
-    lm = OpenAILM(make_spec(proxy.url, endpoint="chat"), ResponseCache(tmp_path / "cache.sqlite"))
+    lm = load_lm(make_spec(proxy.url, endpoint="chat"), ResponseCache(tmp_path / "cache.sqlite"))
     [reply] = lm.generate(["Is the sky blue? Answer Yes or No."], Sampling(max_tokens=8))
     assert reply.strip()
     choices = ["Yes", " No", "Xylophonezzq"]

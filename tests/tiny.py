@@ -6,7 +6,7 @@
   (" Yes") and rare words split into several tokens.
 * :func:`make_model`: a 2-layer Llama (hidden 32) with a fixed seed. The init range is larger than the usual
   0.02 so next-token distributions are far from uniform (top-k orderings are not decided by float noise).
-* :func:`make_lm`: both wrapped in :class:`talltales.lm.hf.HFLM` on CPU in float32.
+* :func:`make_lm`: both wrapped in :class:`talltales.lm.hf.HFLM` on CPU in float32 (optionally behind a cache).
 * :func:`train`: a few hundred Adam steps so the model memorizes some texts (used to make generation produce
   known, valid questions).
 """
@@ -98,13 +98,15 @@ def make_spec(name: str = "tiny", model_id: str | None = None):
 
 def make_lm(name: str = "tiny", bos: bool = True, seed: int = 0, cache=None, batch_size: int = 4, model=None,
             tok=None, model_id: str | None = None):
-    """A tiny HFLM. Pass ``model``/``tok`` to wrap an existing (e.g. trained) pair."""
+    """A tiny HFLM (behind ``cache`` when one is given). Pass ``model``/``tok`` to wrap an existing (e.g. trained)
+    pair."""
+    from talltales.lm.cache import CachingLM
     from talltales.lm.hf import HFLM
 
     tok = tok if tok is not None else make_tokenizer(bos=bos)
     model = model if model is not None else make_model(tok, seed=seed)
-    return HFLM(make_spec(name, model_id), cache=cache, batch_size=batch_size, model=model, tokenizer=tok,
-                progress=False)
+    lm = HFLM(make_spec(name, model_id), batch_size=batch_size, model=model, tokenizer=tok, progress=False)
+    return lm if cache is None else CachingLM(lm, cache)
 
 
 @contextmanager

@@ -324,19 +324,6 @@ def answerability_prompt(template: str, context: str, question: str) -> str:
     return re.sub(r"\{(prompt|context|question)\}", lambda m: values[m.group(1)], template)
 
 
-def _lm_identity(lm) -> dict[str, Any]:
-    if hasattr(lm, "fingerprint"):
-        try:
-            return dict(lm.fingerprint())
-        except Exception:  # noqa: BLE001 - fall back to the spec
-            pass
-    spec = getattr(lm, "spec", None)
-    if spec is None:
-        return {"lm": type(lm).__name__}
-    return {k: getattr(spec, k, None) for k in ("name", "backend", "id", "path", "revision", "endpoint",
-                                                 "chat_template")}
-
-
 def _pick_logprob(score, choice: str) -> float | None:
     lp = (score.class_logprobs or {}).get(choice)
     if lp is not None:
@@ -362,45 +349,24 @@ def answerability_filter(
     ``lm.score_choices([prompt], [[" Yes", " No"]], top_k)`` (log-probs, no sampling: the temperature-0
     equivalent); a group is kept, with all its candidate answers, when log P(" Yes") > log P(" No"). A class the
     backend could not score is looked up among the top-k tokens; a group with neither is "undecided" (dropped).
-    Verdicts are stored in ``cache`` (a :class:`talltales.lm.cache.ResponseCache`; default: the LM's own
-    ``lm.cache``) under the LM's identity, so a rerun makes no calls.
+    The scores go through the response cache (:func:`talltales.lm.cache.caching`: ``lm`` as it is when it already
+    is a cached backend, else ``lm`` behind ``cache``, default ``lm.cache``), so a rerun makes no calls.
 
     Returns (kept rows, decisions) with decisions columns group, split, decision ("keep" | "drop" | "undecided"),
     logprob_yes, logprob_no, one row per group in order of first appearance.
     """
-    from talltales.lm.cache import request_key
+    from talltales.lm.cache import caching
 
+    lm = caching(lm, cache)
     groups = list(dict.fromkeys(df["group"]))
     first = df.drop_duplicates("group").set_index("group")
-    prompts = {g: answerability_prompt(prompt_template, first.at[g, "context"], first.at[g, "question"])
-               for g in groups}
-    namespace = {"op": "answerability", "lm": _lm_identity(lm)}
-    if cache is None:
-        cache = getattr(lm, "cache", None)
-    if cache is not None and not hasattr(cache, "put"):
-        cache = None
-
-    def request(g):
-        return {"prompt": prompts[g], "choices": [YES, NO], "top_k": top_k}
-
+    prompts = [answerability_prompt(prompt_template, first.at[g, "context"], first.at[g, "question"]) for g in groups]
     results: dict[str, dict] = {}
-    todo = []
-    for g in groups:
-        hit = cache.get(request_key(namespace, request(g))) if cache is not None else None
-        if hit is not None:
-            results[g] = hit
-            cache.hits += 1
-        else:
-            todo.append(g)
-    for b in range(0, len(todo), batch_size):
-        chunk = todo[b : b + batch_size]
-        scores = lm.score_choices([prompts[g] for g in chunk], [[YES, NO]] * len(chunk), top_k=top_k)
+    for b in range(0, len(groups), batch_size):
+        chunk = groups[b : b + batch_size]
+        scores = lm.score_choices(prompts[b : b + batch_size], [[YES, NO]] * len(chunk), top_k=top_k)
         for g, s in zip(chunk, scores):
-            res = {"yes": _pick_logprob(s, YES), "no": _pick_logprob(s, NO)}
-            results[g] = res
-            if cache is not None:
-                cache.misses += 1
-                cache.put(request_key(namespace, request(g)), namespace, res)
+            results[g] = {"yes": _pick_logprob(s, YES), "no": _pick_logprob(s, NO)}
     rows = []
     for g in groups:
         y, n = results[g]["yes"], results[g]["no"]

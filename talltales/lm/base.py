@@ -8,13 +8,14 @@ A backend answers three kinds of request:
   as a full continuation of the prompt;
 * ``loglikelihood(contexts, continuations)`` -> log P(continuation | context) for each pair.
 
-Backends are built from a model registry entry (:class:`ModelSpec`) with :func:`talltales.lm.load_lm`.
+Backends are built from a model registry entry (:class:`ModelSpec`) with :func:`talltales.lm.load_lm`, which
+puts every backend behind the one response cache (:class:`talltales.lm.cache.CachingLM`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 
@@ -43,15 +44,6 @@ class ModelSpec:
     price_per_1k: dict = field(default_factory=dict)  # {"input": usd, "output": usd} for the cost estimate
     tokenizer: str | None = None  # tiktoken encoding for estimates (default cl100k_base)
 
-    @classmethod
-    def from_config(cls, name: str, entry: dict[str, Any]) -> "ModelSpec":
-        known = {f for f in cls.__dataclass_fields__}
-        data = {k: v for k, v in entry.items() if k in known and k != "name"}
-        return cls(name=name, **data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @property
     def location(self) -> str:
         """What the hf backend loads: the local folder if any, else the hub id."""
@@ -59,6 +51,12 @@ class ModelSpec:
         if not loc:
             raise ValueError(f"model {self.name!r}: needs 'path' or 'id'")
         return loc
+
+
+def spec_from_entry(entry: dict[str, Any]) -> ModelSpec:
+    """The spec of a registry entry as stages receive it (``talltales.config.model_entry``: it carries its name)."""
+    known = set(ModelSpec.__dataclass_fields__)
+    return ModelSpec(**{k: v for k, v in entry.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,8 @@ class ChoiceScore:
 class LM(Protocol):
     spec: ModelSpec
 
+    def fingerprint(self) -> dict[str, Any]: ...
+
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[str]: ...
 
     def score_choices(
@@ -115,6 +115,17 @@ class LM(Protocol):
     ) -> list[ChoiceScore]: ...
 
     def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[float]: ...
+
+
+class Backend:
+    """What every backend shares: the hook of the response cache wrapped around it (set by
+    :class:`talltales.lm.cache.CachingLM`), to which it reports each item of a call as soon as it has it."""
+
+    cache_hook = None
+
+    def _emit(self, index: int, value: Any) -> None:
+        if self.cache_hook is not None:
+            self.cache_hook.partial(index, value)
 
 
 def logsumexp(values: Sequence[float]) -> float:

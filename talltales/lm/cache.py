@@ -1,7 +1,11 @@
-"""Persistent request -> response cache shared by every backend.
+"""Persistent request -> response cache shared by every backend, and the one wrapper that applies it.
 
-Keyed on a hash of (backend identity, model, request). Each entry is committed as soon as it is written, so
-a killed run loses nothing it had already paid for, and a rerun or a resumed run makes zero repeated calls.
+:class:`CachingLM` (the lm-evaluation-harness ``CachingLM`` shape) wraps any backend and answers each item of a
+``generate``, ``score_choices`` or ``loglikelihood`` call from :class:`ResponseCache` when it can; the items it
+cannot are sent to the backend in one call, in their original order. Entries are keyed on a hash of (the
+backend's ``fingerprint()``, the method, the item's arguments). A backend reports each item as soon as it has
+it (``_emit``, see :class:`talltales.lm.base.Backend`) and each entry is committed when written, so a killed
+run loses nothing it had already paid for, and a rerun or a resumed run makes zero repeated calls.
 The cache lives outside the Snakemake DAG (its path is a param, its contents are never an input), so
 writing to it never triggers a rerun. API keys are never part of a key or a value.
 """
@@ -12,8 +16,11 @@ import hashlib
 import json
 import sqlite3
 import threading
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+from .base import ChoiceScore, Sampling
 
 _SECRET_KEYS = {"api_key", "authorization", "Authorization", "headers"}
 
@@ -94,3 +101,116 @@ class ResponseCache:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class CachingLM:
+    """``lm`` behind ``cache``: every method that costs a model call is answered per item from the cache.
+
+    A generate item is (prompt, sampling, k) where k counts earlier copies of the same prompt in the call, so n
+    samples of one prompt stay n entries; its value is the k-th sample for that prompt and sampling. A score item
+    is (prompt, choices, top_k); a loglikelihood item is (context, continuation). Other attributes are the
+    wrapped backend's. Backends may also keep a small fact about themselves here (:meth:`recall`,
+    :meth:`remember`; e.g. whether a server's echoed log-probs can be trusted).
+    """
+
+    def __init__(self, lm, cache: ResponseCache | None = None):
+        self.lm = lm
+        self.cache = cache if cache is not None else ResponseCache(None)
+        self.spec = lm.spec
+        self.namespace = dict(lm.fingerprint())
+        request_key(self.namespace, {})  # refuses a fingerprint that carries credentials
+        self._pending: list[str] | None = None
+        self._encode: Callable[[Any], Any] = lambda v: v
+        self._stored: set[int] = set()
+        lm.cache_hook = self
+        if hasattr(lm, "attach_cache"):
+            lm.attach_cache(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lm, name)
+
+    def __repr__(self) -> str:
+        return f"CachingLM({self.lm!r})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return dict(self.namespace)
+
+    # ------------------------------------------------------------------ the LM interface
+    def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
+        seen: dict[str, int] = {}
+        requests = []
+        for p in prompts:
+            k = seen.get(p, 0)
+            seen[p] = k + 1
+            requests.append({"prompt": p, "sampling": {**asdict(sampling), "stop": list(sampling.stop)}, "k": k})
+        return self._run("generate", requests, lambda idx: self.lm.generate([prompts[i] for i in idx], sampling),
+                         lambda text: text, lambda text: text)
+
+    def score_choices(
+        self, prompts: Sequence[str], choices: Sequence[Sequence[str]], top_k: int = 5
+    ) -> list[ChoiceScore]:
+        if len(prompts) != len(choices):
+            raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
+        requests = [{"prompt": p, "choices": list(c), "top_k": top_k} for p, c in zip(prompts, choices)]
+        return self._run(
+            "score_choices", requests,
+            lambda idx: self.lm.score_choices([prompts[i] for i in idx], [choices[i] for i in idx], top_k=top_k),
+            asdict, lambda d: ChoiceScore(**d),
+        )
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[float | None]:
+        if len(contexts) != len(continuations):
+            raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+        requests = [{"context": c, "continuation": x} for c, x in zip(contexts, continuations)]
+        return self._run(
+            "loglikelihood", requests,
+            lambda idx: self.lm.loglikelihood([contexts[i] for i in idx], [continuations[i] for i in idx]),
+            lambda v: {"value": v}, lambda d: d["value"],
+        )
+
+    def _run(self, op: str, requests: list[dict], call, encode, decode) -> list:
+        keys = [request_key(self.namespace, {"op": op, **r}) for r in requests]
+        out: list[Any] = [None] * len(keys)
+        todo = []
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = decode(hit)
+        self.cache.hits += len(keys) - len(todo)
+        if not todo:
+            return out
+        self._pending, self._encode, self._stored = [keys[i] for i in todo], encode, set()
+        try:
+            results = call(todo)
+        finally:
+            pending, stored, self._pending = self._pending, self._stored, None
+        for j, (i, value) in enumerate(zip(todo, results)):
+            out[i] = value
+            if j not in stored:
+                self.cache.put(pending[j], self.namespace, encode(value))
+        self.cache.misses += len(todo)
+        return out
+
+    # ------------------------------------------------------------------ what a backend calls
+    def partial(self, index: int, value: Any) -> None:
+        """Item ``index`` of the call the backend is answering is done: store it now."""
+        if self._pending is not None:
+            self.cache.put(self._pending[index], self.namespace, self._encode(value))
+            self._stored.add(index)
+
+    def recall(self, fact: str) -> Any | None:
+        return self.cache.get(request_key(self.namespace, {"fact": fact}))
+
+    def remember(self, fact: str, value: Any) -> None:
+        self.cache.put(request_key(self.namespace, {"fact": fact}), self.namespace, value)
+
+
+def caching(lm, cache: ResponseCache | None = None) -> CachingLM:
+    """``lm`` behind ``cache`` (default: ``lm.cache``); ``lm`` itself when it already is a CachingLM on it."""
+    if cache is None:
+        cache = getattr(lm, "cache", None)
+    if isinstance(lm, CachingLM) and (cache is None or lm.cache is cache):
+        return lm
+    return CachingLM(lm, cache)

@@ -20,8 +20,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .base import ChoiceScore, ModelSpec, Sampling, truncate_at_stop
-from .cache import ResponseCache
+from .base import Backend, ChoiceScore, ModelSpec, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,12 @@ class StopOnStrings:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-class HFLM:
+class HFLM(Backend):
     """A causal LM from the hub or a local folder, behind the :class:`talltales.lm.base.LM` interface."""
 
     def __init__(
         self,
         spec: ModelSpec,
-        cache: ResponseCache | None = None,
         batch_size: int = 32,
         model=None,
         tokenizer=None,
@@ -78,7 +76,6 @@ class HFLM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec
-        self.cache = cache if cache is not None else ResponseCache(None)
         self.batch_size = batch_size
         self.progress = progress
         self.device = resolve_device(spec.device)
@@ -99,7 +96,8 @@ class HFLM:
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> dict:
         """What identifies this model's outputs in the response cache."""
-        fp = {"backend": "hf", "model": self.spec.location, "revision": self.spec.revision, "dtype": str(self.dtype)}
+        fp = {"backend": "hf", "model": self.spec.location, "revision": self.spec.revision, "dtype": str(self.dtype),
+              "chat_template": self.spec.chat_template}
         loc = Path(self.spec.location)
         if loc.is_dir():
             fp["weights"] = sorted(
@@ -128,20 +126,9 @@ class HFLM:
         out: list[str] = []
         batches = range(0, len(prompts), self.batch_size)
         for b in tqdm(batches, desc=f"generate {self.spec.name}", disable=not self.progress):
-            batch = list(prompts[b : b + self.batch_size])
-            request = {
-                "op": "generate",
-                "prompts": batch,
-                "max_tokens": sampling.max_tokens,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "stop": list(sampling.stop),
-                "seed": sampling.seed + b,
-                "chat_template": self.spec.chat_template,
-            }
-            texts = self.cache.get_or_call(
-                self.fingerprint(), request, lambda: self._generate_batch(batch, sampling, sampling.seed + b)
-            )
+            texts = self._generate_batch(list(prompts[b : b + self.batch_size]), sampling, sampling.seed + b)
+            for j, text in enumerate(texts):
+                self._emit(b + j, text)
             out.extend(texts)
         return out
 

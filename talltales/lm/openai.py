@@ -1,8 +1,8 @@
 """OpenAI-compatible HTTP backend (OpenAI itself, vLLM, llama.cpp / llama-cpp-python servers, ...).
 
-Every request goes through the :class:`~talltales.lm.cache.ResponseCache` under the namespace
-``{"backend": "openai", "base_url", "model", "endpoint"}`` with the request body (never the key) as the
-request, and the plain-JSON response as the value, so a rerun makes zero repeated calls.
+Behind :class:`~talltales.lm.cache.CachingLM` (as :func:`talltales.lm.load_lm` builds it) every item is cached
+under :meth:`OpenAILM.fingerprint` (``backend``, ``base_url``, ``model``, ``endpoint``, ``extra_body``, the echo
+mode; never the key), so a rerun makes zero repeated calls; each item is stored as soon as it is answered.
 
 Two endpoints, chosen by ``spec.endpoint``:
 
@@ -52,8 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from .base import ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
-from .cache import ResponseCache
+from .base import Backend, ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +180,12 @@ def _retry_after(err: Exception) -> float | None:
 # --------------------------------------------------------------------------------------------- backend
 
 
-class OpenAILM:
+class OpenAILM(Backend):
     """LM backend for any OpenAI-compatible server (see the module docstring for what each call sends).
 
     Args:
         spec: the model registry entry (``base_url``, ``api_key_env``, ``endpoint``, ``extra_body``,
             ``max_concurrency``, ``max_retries``, ``timeout``, ``price_per_1k``, ``tokenizer``).
-        cache: response cache; None makes every call hit the server.
         echo: how ``score_choices``/``loglikelihood`` get the log-prob of a whole continuation on the
             completions endpoint, by an ``echo=True, max_tokens=1, logprobs=1`` request on
             ``prompt + continuation`` whose prompt tokens starting at ``len(prompt)`` are summed.
@@ -197,8 +195,8 @@ class OpenAILM:
               request returned. A server that rejects echo (HTTP 4xx), ignores it, returns no prompt
               log-probs, or returns different (e.g. misaligned) ones is marked unsupported: class
               log-probs then come from the top-k tokens (choice string equal to a top-k token), else
-              None, and ``loglikelihood`` raises :class:`NotImplementedError`. The verdict is cached
-              like any response, so a rerun repeats no request. ``echo_status`` says what was decided.
+              None, and ``loglikelihood`` raises :class:`NotImplementedError`. Behind a cache the verdict
+              is remembered there, so a rerun repeats no request. ``echo_status`` says what was decided.
             * ``True``: always echo, no check (errors propagate).
             * ``False``: never echo.
         retry_base_delay, retry_max_delay: backoff of the retry loop in seconds (delay before retry n is
@@ -211,7 +209,6 @@ class OpenAILM:
     def __init__(
         self,
         spec: ModelSpec,
-        cache: ResponseCache | None = None,
         *,
         echo: bool | None = None,
         retry_base_delay: float = 1.0,
@@ -224,7 +221,6 @@ class OpenAILM:
                 f"model {spec.name!r}: endpoint must be 'completions' or 'chat', not {spec.endpoint!r}"
             )
         self.spec = spec
-        self.cache = cache
         self.model = spec.id or spec.name
         self.extra_body = dict(spec.extra_body or {})
         self.retry_base_delay = float(retry_base_delay)
@@ -237,6 +233,7 @@ class OpenAILM:
             max_retries=0,
             timeout=spec.timeout,
         )
+        self._echo_mode = "auto" if echo is None else bool(echo)
         if spec.endpoint == "chat":
             self._echo: bool | None = False
             self.echo_status = "not applicable (chat endpoint)"
@@ -258,13 +255,17 @@ class OpenAILM:
 
     # ----------------------------------------------------------------------------------- plumbing
 
-    def _namespace(self, endpoint: str) -> dict[str, Any]:
-        return {"backend": "openai", "base_url": self.spec.base_url, "model": self.model, "endpoint": endpoint}
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this model's outputs in the response cache (never the key)."""
+        return {"backend": "openai", "base_url": self.spec.base_url, "model": self.model,
+                "endpoint": self.spec.endpoint, "extra_body": self.extra_body, "echo": self._echo_mode}
 
-    def _cached(self, endpoint: str, request: dict[str, Any], call: Callable[[], Any]) -> Any:
-        if self.cache is None:
-            return call()
-        return self.cache.get_or_call(self._namespace(endpoint), request, call)
+    def attach_cache(self, hook) -> None:
+        """Take a remembered echo verdict from the cache wrapped around this backend."""
+        if self._echo is None:
+            verdict = hook.recall("echo_check")
+            if verdict is not None:
+                self._set_echo(verdict, remember=False)
 
     def _with_retries(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` with our retry loop; raise :class:`OpenAIBackendError` when it fails for good."""
@@ -299,22 +300,23 @@ class OpenAILM:
         raise AssertionError("unreachable")
 
     def _request(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One cached request. ``body`` holds the SDK arguments; ``extra_body`` is merged in (and keyed)."""
-        request = {**body, **self.extra_body}
+        """One request. ``body`` holds the SDK arguments; ``extra_body`` is sent with it."""
         extra = dict(self.extra_body) or None
+        create = self._client.completions.create if endpoint == "completions" else self._client.chat.completions.create
+        resp = self._with_retries(f"{endpoint} request", lambda: create(**body, extra_body=extra))
+        return resp.model_dump(mode="json")
 
-        def call() -> dict[str, Any]:
-            if endpoint == "completions":
-                create = self._client.completions.create
-            else:
-                create = self._client.chat.completions.create
-            resp = self._with_retries(f"{endpoint} request", lambda: create(**body, extra_body=extra))
-            return resp.model_dump(mode="json")
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], emit: bool = False) -> list[Any]:
+        """``fn`` over ``items`` on at most ``spec.max_concurrency`` threads, results in input order; with ``emit``
+        each result is reported to the cache as soon as it is there (``items`` are then the call's item indices)."""
+        if emit:
+            inner = fn
 
-        return self._cached(endpoint, request, call)
+            def fn(i):
+                value = inner(i)
+                self._emit(i, value)
+                return value
 
-    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """``fn`` over ``items`` on at most ``spec.max_concurrency`` threads, results in input order."""
         items = list(items)
         workers = max(1, min(int(self.spec.max_concurrency or 1), len(items)))
         if workers == 1:
@@ -350,7 +352,8 @@ class OpenAILM:
             self.announce_cost(prompts, sampling.max_tokens)
         stop = [s for s in sampling.stop if s]
 
-        def one(prompt: str) -> str:
+        def one(i: int) -> str:
+            prompt = prompts[i]
             body: dict[str, Any] = {
                 "model": self.model,
                 "max_tokens": sampling.max_tokens,
@@ -370,7 +373,7 @@ class OpenAILM:
                 text = (resp.get("choices") or [{}])[0].get("text") or ""
             return truncate_at_stop(text, stop)
 
-        return self._map(one, prompts)
+        return self._map(one, range(len(prompts)), emit=True)
 
     # ----------------------------------------------------------------------------------- scoring
 
@@ -385,24 +388,29 @@ class OpenAILM:
                 texts += [p + c for p, cs in zip(prompts, choices) for c in cs]
             self.announce_cost(texts, 1)
         if self.spec.endpoint == "chat":
-            return self._map(lambda pc: self._score_chat(pc[0], pc[1], top_k), list(zip(prompts, choices)))
+            return self._map(lambda i: self._score_chat(prompts[i], choices[i], top_k), range(len(prompts)), emit=True)
 
-        firsts = self._map(lambda p: self._score_next(p, top_k), prompts)
-        if self._echo is None:
-            self._check_echo(list(zip(prompts, firsts)))
-        out: list[ChoiceScore] = []
-        if self._echo:
-            pairs = [(p, c) for p, cs in zip(prompts, choices) for c in cs]
-            echoed = iter(self._map(lambda pc: self._echo_logprob(*pc)[0], pairs))
-        for prompt, cs, (text, lp, top) in zip(prompts, choices, firsts):
+        firsts = {}
+        if self._echo is None:  # decided on the first prompt whose check is conclusive
+            for i, prompt in enumerate(prompts):
+                firsts[i] = self._score_next(prompt, top_k)
+                if self._check_echo(prompt, firsts[i]):
+                    break
+            else:
+                log.info("%s: echo check inconclusive on this batch; using top-k log-probs for it", self.spec.name)
+        echo = bool(self._echo)
+
+        def one(i: int) -> ChoiceScore:
+            text, lp, top = firsts[i] if i in firsts else self._score_next(prompts[i], top_k)
             class_lps: dict[str, float | None] = {}
-            for c in cs:
-                value = next(echoed) if self._echo else None
+            for c in choices[i]:
+                value = self._echo_logprob(prompts[i], c)[0] if echo else None
                 if value is None:
                     value = top.get(c)  # the choice is one of the top-k next tokens, else missing
                 class_lps[c] = value
-            out.append(ChoiceScore(text=text, token_logprob=lp, top_logprobs=top, class_logprobs=class_lps))
-        return out
+            return ChoiceScore(text=text, token_logprob=lp, top_logprobs=top, class_logprobs=class_lps)
+
+        return self._map(one, range(len(prompts)), emit=True)
 
     def _score_next(self, prompt: str, top_k: int) -> tuple[str, float | None, dict[str, float]]:
         """Greedy next token, its log-prob and the top-k next tokens (completions endpoint)."""
@@ -486,25 +494,25 @@ class OpenAILM:
             return None, "missing log-prob for a continuation token"
         return float(sum(values)), "ok:" + "".join(str(tokens[i]) for i in idx)
 
-    def _check_echo(self, scored: Sequence[tuple[str, tuple[str, float | None, dict]]]) -> None:
-        """Decide once whether echo log-probs can be trusted (see the class docstring)."""
-        for prompt, (text, lp, _top) in scored:
-            if not text or lp is None:
-                continue
-            request = {"check": "echo", "model": self.model, "prompt": prompt, "token": text, "token_logprob": lp}
-            verdict = self._cached(
-                "completions.echo_check", request, lambda: self._run_echo_check(prompt, text, lp)
-            )
-            if verdict.get("supported") is None:
-                continue  # inconclusive for this prompt (tokenization), try the next one
-            self._echo = bool(verdict["supported"])
-            self.echo_status = ("supported: " if self._echo else "unsupported: ") + verdict["reason"]
-            log.log(
-                logging.INFO if self._echo else logging.WARNING,
-                "%s: echo log-probs %s", self.spec.name, self.echo_status,
-            )
-            return
-        log.info("%s: echo check inconclusive on this batch; using top-k log-probs for it", self.spec.name)
+    def _check_echo(self, prompt: str, first: tuple[str, float | None, dict]) -> bool:
+        """Decide whether echo log-probs can be trusted from one scored prompt (see the class docstring); False
+        when this prompt is inconclusive."""
+        text, lp, _top = first
+        if not text or lp is None:
+            return False
+        verdict = self._run_echo_check(prompt, text, lp)
+        if verdict.get("supported") is None:
+            return False  # inconclusive for this prompt (tokenization)
+        self._set_echo(verdict)
+        return True
+
+    def _set_echo(self, verdict: dict[str, Any], remember: bool = True) -> None:
+        self._echo = bool(verdict["supported"])
+        self.echo_status = ("supported: " if self._echo else "unsupported: ") + verdict["reason"]
+        log.log(logging.INFO if self._echo else logging.WARNING, "%s: echo log-probs %s", self.spec.name,
+                self.echo_status)
+        if remember and self.cache_hook is not None:
+            self.cache_hook.remember("echo_check", verdict)
 
     def _run_echo_check(self, prompt: str, token: str, token_logprob: float) -> dict[str, Any]:
         try:
@@ -547,15 +555,15 @@ class OpenAILM:
             self.announce_cost([c + x for c, x in zip(contexts, continuations)], 1)
         if self._echo is None:
             for ctx in contexts:
-                self._check_echo([(ctx, self._score_next(ctx, 1))])
-                if self._echo is not None:
+                if self._check_echo(ctx, self._score_next(ctx, 1)):
                     break
         if not self._echo:
             raise NotImplementedError(
                 f"model {self.spec.name!r} at {self.spec.base_url}: loglikelihood needs echoed prompt log-probs "
                 f"(echo=True), which this server does not provide reliably (echo {self.echo_status})"
             )
-        return self._map(lambda cx: self._echo_logprob(*cx)[0], list(zip(contexts, continuations)))
+        return self._map(lambda i: self._echo_logprob(contexts[i], continuations[i])[0], range(len(contexts)),
+                         emit=True)
 
 
 def _match_chat_token(choice: str, top: dict[str, float]) -> float | None:
