@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .lm import BACKENDS
 from .lm.base import spec_from_entry  # noqa: F401  (re-exported: the registry's entry -> spec)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
@@ -95,6 +96,10 @@ def check(config: dict[str, Any]) -> None:
 
     for name, entry in config["models"].items():
         key = f"models.{name}"
+        if entry["backend"] not in BACKENDS:
+            raise ConfigError(
+                f"config key {key}.backend: unknown backend {entry['backend']!r}; expected one of {', '.join(BACKENDS)}"
+            )
         if entry["backend"] == "hf":
             if not (entry.get("path") or entry.get("id") or entry.get("embedded")):
                 raise ConfigError(f"config key {key}: an hf model needs one of 'path', 'id' or 'embedded'")
@@ -102,7 +107,7 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"config key {key}.embedded: unknown package {entry['embedded']!r}; known: {', '.join(SOURCES)}"
                 )
-        else:
+        elif entry["backend"] == "openai":
             if not entry.get("id"):
                 raise ConfigError(f"config key {key}.id: an openai model needs the API model name in 'id'")
             if not entry.get("base_url"):

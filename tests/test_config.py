@@ -153,6 +153,21 @@ def test_openai_model_without_id(cfg):
     assert "models.api.id" in error(cfg)
 
 
+def test_unknown_backend_is_an_error_naming_the_key(cfg):
+    from talltales.config import SCHEMA_PATH, check
+    from talltales.lm import BACKENDS
+
+    cfg["models"]["api"] = {"backend": "vllm", "kind": "base", "id": "m", "base_url": "http://127.0.0.1:1/v1"}
+    assert "models.api.backend" in error(copy.deepcopy(cfg))  # the schema
+    # the cross-checks dispatch on the backend's name: an unknown one is not taken for openai
+    good = validate(copy.deepcopy(cfg | {"models": {k: v for k, v in cfg["models"].items() if k != "api"}}))
+    good["models"]["api"] = dict(cfg["models"]["api"])
+    with pytest.raises(ConfigError, match=r"models\.api\.backend: unknown backend 'vllm'"):
+        check(good)
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert tuple(schema["definitions"]["model"]["properties"]["backend"]["enum"]) == BACKENDS
+
+
 def test_valid_extra_models_pass(cfg):
     cfg["models"]["api"] = {"backend": "openai", "kind": "base", "id": "m", "base_url": "http://127.0.0.1:1/v1"}
     cfg["models"]["hub"] = {"backend": "hf", "kind": "base", "id": "EleutherAI/pythia-70m", "params": 7e7}
