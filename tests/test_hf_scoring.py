@@ -181,3 +181,28 @@ def test_generation_with_a_shared_prefix_equals_separate_prompts(tok_bos, model_
     assert calls[0][0] == len(prompts)
     hook.remove()
     assert shared == separate and any(shared)
+
+
+def test_runtime_policy_on_cpu(tmp_path):
+    """The one device/dtype policy (talltales.runtime) as the hf backend applies it on CPU; the tokenizer loader
+    pads with EOS where a tokenizer has no pad token."""
+    import torch
+
+    from talltales import runtime
+
+    cpu = runtime.resolve_device("cpu")
+    assert cpu.type == "cpu" and runtime.resolve_dtype("auto", cpu) == torch.float32
+    assert runtime.resolve_dtype("bfloat16", cpu) == torch.bfloat16
+    assert runtime.bf16_autocast(cpu, torch.float32) is False
+    if not torch.cuda.is_available():
+        assert runtime.resolve_device("auto").type == "cpu"
+        assert runtime.training_precision("auto", "auto", lora=True) == {
+            "use_cpu": True, "load_dtype": torch.float32, "bf16": False, "device": "cpu"}
+    with pytest.raises(ValueError, match="dtype must be"):
+        runtime.training_precision("cpu", "float16", lora=False)
+    tok = tiny.make_tokenizer()
+    tok.pad_token = None
+    tok.save_pretrained(tmp_path)
+    loaded = runtime.load_tokenizer(str(tmp_path), padding_side="left")
+    assert loaded.pad_token == loaded.eos_token == "<eos>" and loaded.padding_side == "left"
+    assert runtime.load_tokenizer(str(tmp_path), pad_with_eos=False).pad_token is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,23 +19,10 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..runtime import load_tokenizer, resolve_device, resolve_dtype
 from .base import Backend, ChoiceScore, ModelSpec, Sampling, truncate_at_stop
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return getattr(torch, dtype)
 
 
 @dataclass
@@ -73,7 +59,7 @@ class HFLM(Backend):
         tokenizer=None,
         progress: bool = True,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.spec = spec
         self.batch_size = batch_size
@@ -81,13 +67,13 @@ class HFLM(Backend):
         self.device = resolve_device(spec.device)
         self.dtype = resolve_dtype(spec.dtype, self.device)
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(spec.location, revision=spec.revision)
+            tokenizer = load_tokenizer(spec.location, revision=spec.revision)
+        elif tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
         if model is None:
             log.info("loading %s (%s) on %s as %s", spec.name, spec.location, self.device, self.dtype)
             model = AutoModelForCausalLM.from_pretrained(spec.location, revision=spec.revision, dtype=self.dtype)
         self.tok = tokenizer
-        if self.tok.pad_token_id is None:
-            self.tok.pad_token = self.tok.eos_token
         self.model = model.to(self.device).eval()
         self._token_text_cache: dict[int, str] = {}
         self._anchor = self.tok("a", add_special_tokens=False)["input_ids"][-1:]
@@ -339,11 +325,5 @@ def naive_score_choices(lm: HFLM, prompts, choices, top_k: int = 5) -> list[Choi
     return out
 
 
-def set_threads() -> None:
-    """Use the cores Snakemake gave the job (OMP_NUM_THREADS is set by Snakemake from ``threads:``)."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    if n and n.isdigit():
-        torch.set_num_threads(int(n))
-
-
-__all__ = ["HFLM", "naive_score_choices", "resolve_device", "resolve_dtype", "set_threads"]
+# resolve_device / resolve_dtype are talltales.runtime's (imported above; judge.py still imports them from here)
+__all__ = ["HFLM", "naive_score_choices"]
