@@ -11,18 +11,17 @@ from pathlib import Path
 def _score(args) -> int:
     from .mwe.metrics import score_table
 
-    info = {}
+    models = {}
     if args.config:
         from .config import load_config
 
-        cfg = load_config(args.config)
-        info = {n: {"kind": e.get("kind", ""), "params": e.get("params")} for n, e in cfg["models"].items()}
+        models = load_config(args.config)["models"]
     paths = {Path(p).stem: p for p in args.responses}
     if len(paths) != len(args.responses):
         stems = [Path(p).stem for p in args.responses]
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise ValueError(f"--responses: model names come from file stems, and {dup} is given more than once")
-    table = score_table(args.dataset, paths, info, {"n": args.bootstrap, "seed": args.seed, "ci": 0.95})
+    table = score_table(args.dataset, paths, models, {"n": args.bootstrap, "seed": args.seed, "ci": 0.95})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     cols = ["model", "n", "acc_greedy", "acc_choice", "acc_calibrated", "yes_rate", "n_missing"]

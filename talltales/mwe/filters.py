@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 from ..io import fill
 from ..lm.base import LM, logsumexp

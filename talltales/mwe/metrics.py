@@ -153,18 +153,19 @@ COLUMNS = [
 def score_table(
     dataset_path: str | Path,
     response_paths: dict[str, str | Path],
-    model_info: dict[str, dict[str, Any]] | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
     bootstrap: dict[str, Any] | None = None,
     dataset_name: str | None = None,
 ) -> pd.DataFrame:
-    """One row per model. ``response_paths``: model name -> responses jsonl."""
+    """One row per model. ``response_paths``: model name -> responses jsonl; ``models``: model name -> its
+    registry entry (for the ``kind`` and ``params`` columns; a model without one gets neither)."""
     fmt, items = load_dataset(dataset_path)
     boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
-    model_info = model_info or {}
+    models = models or {}
     rows = []
     for model, path in response_paths.items():
         recs = load_responses(path, len(items))
-        info = model_info.get(model, {})
+        info = models.get(model, {})
         row = {
             "dataset": dataset_name or Path(dataset_path).stem,
             "metric": metric_name(fmt),

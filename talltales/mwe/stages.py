@@ -64,8 +64,7 @@ def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, t
 
 def table(dataset: str, dataset_name: str, responses: dict[str, str], models: dict[str, dict],
           bootstrap: dict, out: str) -> None:
-    info = {n: {"kind": m.get("kind", ""), "params": m.get("params")} for n, m in models.items()}
-    df = score_table(dataset, responses, info, bootstrap, dataset_name=dataset_name)
+    df = score_table(dataset, responses, models, bootstrap, dataset_name=dataset_name)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     log.info("\n%s", df.to_string(index=False))
