@@ -8,6 +8,8 @@ Two layers of checks, both before any job runs:
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,25 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
         e = errors[0]
         key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ConfigError(f"{source}: config key {key}: {e.message}")
+    for name, entry in config["models"].items():
+        if isinstance(entry.get("params"), str):
+            entry["params"] = parse_params(entry["params"], f"models.{name}.params")
     check(config)
     return config
+
+
+_PARAMS = re.compile(r"\s*(?P<num>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<exp>[eE][+-]?[0-9]+)?\s*(?P<unit>[kKmMbBtT]?)\s*")
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+
+
+def parse_params(value: str, key: str = "params") -> int:
+    """A parameter count written as text (YAML reads ``1.4e9`` as a string) as an integer: ``1.4e9``, ``175e9``,
+    ``7B``, ``1.3B``, ``135M``, ``500k``."""
+    m = _PARAMS.fullmatch(str(value))
+    if not m:
+        raise ConfigError(f"config key {key}: {value!r} is not a parameter count (write e.g. 1.4e9, 7B or 135M)")
+    number = Decimal(m["num"] + (m["exp"] or "")) * _UNITS[m["unit"].lower()]
+    return int(number.to_integral_value())
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -231,3 +231,33 @@ def test_model_entry_resolves_embedded_path(raw):
     assert (spec.name, spec.kind, spec.params, spec.location) == ("gemma3-270m", "base", 268098176, entry["path"])
     with pytest.raises(ConfigError, match="unknown model 'x'"):
         model_entry(cfg, "x")
+
+
+def test_readme_model_registry_example_validates(cfg):
+    """The model registry example in README.md, read from README.md itself, passes validation; its parameter
+    counts (1.4e9, 175e9: strings to YAML) are stored as integers."""
+    import re
+
+    readme = (REPO_CONFIG.parent / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "1.4e9" in b]
+    assert len(blocks) == 1
+    example = yaml.safe_load(blocks[0])
+    assert isinstance(example["models"]["pythia-1.4b"]["params"], str)  # what PyYAML makes of 1.4e9
+    cfg["models"].update(example["models"])
+    out = validate(cfg)
+    assert out["models"]["pythia-1.4b"]["params"] == 1_400_000_000
+    assert out["models"]["davinci-002"]["params"] == 175_000_000_000
+    assert out["models"]["my-local-model"]["params"] == 7_000_000_000
+    assert all(type(m.get("params")) in (int, type(None)) for m in out["models"].values())
+
+
+@pytest.mark.parametrize("text, count", [("7B", 7_000_000_000), ("1.3B", 1_300_000_000), ("135M", 135_000_000),
+                                         ("1.4e9", 1_400_000_000), (" 8e9 ", 8_000_000_000), ("500k", 500_000)])
+def test_params_written_as_text_are_counts(cfg, text, count):
+    cfg["models"]["gemma3-270m"]["params"] = text
+    assert validate(cfg)["models"]["gemma3-270m"]["params"] == count
+
+
+def test_params_that_are_no_count_name_the_key(cfg):
+    cfg["models"]["gemma3-270m"]["params"] = "7 billion"
+    assert "models.gemma3-270m.params" in error(cfg)
