@@ -18,7 +18,8 @@ Two endpoints, chosen by ``spec.endpoint``:
     * ``generate``: the prompt is sent as one user message.
     * ``score_choices``: ``logprobs=True, top_logprobs=top_k, max_tokens=1``; a choice's log-prob is read
       from the top-k tokens (exact match, else match after stripping whitespace, because the first token
-      of a chat reply carries no leading space); missing -> None.
+      of a chat reply carries no leading space); missing -> None. The greedy ``text`` is likewise the choice
+      the first token stands for ("Yes" -> " Yes"), so it compares equal to a class; else the token itself.
     * ``loglikelihood``: :class:`NotImplementedError` (chat APIs return no prompt log-probs).
 
 Retries are ours, not the SDK's (its ``max_retries`` is set to 0): exponential backoff with jitter on
@@ -450,7 +451,8 @@ class OpenAILM(Backend):
             top.setdefault(str(t["token"]), float(t["logprob"]))
         class_lps = {c: _match_chat_token(c, top) for c in classes}
         lp = first.get("logprob")
-        return ChoiceScore(first.get("token", message_text), None if lp is None else float(lp), top, class_lps)
+        text = _chat_token_as_choice(first.get("token", message_text), classes)
+        return ChoiceScore(text, None if lp is None else float(lp), top, class_lps)
 
     # ----------------------------------------------------------------------------------- echo
 
@@ -564,6 +566,15 @@ class OpenAILM(Backend):
             )
         return self._map(lambda i: self._echo_logprob(contexts[i], continuations[i])[0], range(len(contexts)),
                          emit=True)
+
+
+def _chat_token_as_choice(token: str, classes: Sequence[str]) -> str:
+    """The choice a chat reply's first token stands for (exact, else whitespace-stripped, as in
+    :func:`_match_chat_token`: "Yes" is the choice " Yes"); the token itself when it matches none."""
+    if token in classes:
+        return token
+    key = token.strip()
+    return next((c for c in classes if key and c.strip() == key), token)
 
 
 def _match_chat_token(choice: str, top: dict[str, float]) -> float | None:
