@@ -159,7 +159,7 @@ def test_killed_generation_resumes_without_repeating_calls(tmp_path):
     cfg = make_config(tmp_path)
     cfg["mwe"]["longlist"]["batch_size"] = 4
     cfg["mwe"]["longlist"]["prompts"] = cfg["mwe"]["longlist"]["prompts"][:1]
-    cfg["mwe"]["longlist"]["prompts"][0]["n"] = 40  # 10 calls of 4
+    cfg["mwe"]["longlist"]["prompts"][0]["n"] = 40  # 10 calls of 4, one cache entry per sample
     write_config(tmp_path, cfg)
     db = tmp_path / "cache.sqlite"
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(tmp_path), "-c2",
@@ -181,9 +181,9 @@ def test_killed_generation_resumes_without_repeating_calls(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert 3 <= done < 10, f"generation was not caught half way ({done} of 10 calls done)"
+    assert 3 <= done < 40, f"generation was not caught half way ({done} of 40 samples done)"
     assert not (tmp_path / "results" / "mwe" / "longlist.jsonl").exists()
     snakemake(tmp_path, "--unlock")  # a killed Snakemake leaves its lock behind, as for any user
     snakemake(tmp_path, "--rerun-incomplete", "results/mwe/longlist.jsonl")
     stats = json.loads((tmp_path / "results" / "mwe" / "longlist_stats.json").read_text())
-    assert stats["cache"]["hits"] >= done and stats["cache"]["hits"] + stats["cache"]["calls"] == 10
+    assert stats["cache"]["hits"] >= done and stats["cache"]["hits"] + stats["cache"]["calls"] == 40
