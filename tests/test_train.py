@@ -174,7 +174,7 @@ def test_sft_resumes_from_its_last_checkpoint(tiny_dir, sft_run, tmp_path, caplo
     partial = tmp_path / "model.partial"
     assert not out.exists() and (partial / "checkpoint-4" / "trainer_state.json").exists()
     assert max(r["step"] for r in _rows(partial / "metrics.jsonl")) == 5  # step 5 ran, was not checkpointed
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = T.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2])
     assert "resuming from step 4" in caplog.text
     assert report["resumed_from_step"] == 4 and report["steps"] == 9
@@ -194,7 +194,7 @@ def test_sft_does_not_resume_a_run_with_another_config(tiny_dir, tmp_path, caplo
     with pytest.raises(KeyboardInterrupt):
         T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**SFT_CFG), str(out), stop_after_steps=2)
     assert (tmp_path / "model.partial" / "checkpoint-2").exists()
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**{**SFT_CFG, "lr": 5e-3}), str(out))
     assert "resuming" not in caplog.text and "starting afresh" in caplog.text
     assert report["resumed_from_step"] is None and report["steps"] == 9
@@ -257,7 +257,7 @@ def test_rl_resume_keeps_a_consistent_best(tiny_dir, tmp_path, caplog):
     partial = tmp_path / "rl.partial"
     assert (partial / "checkpoint-4").exists() and not (partial / "checkpoint-8").exists()
     assert json.loads((partial / "best" / "best.json").read_text())["step"] <= 4  # only checkpointed bests
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
     assert "resuming from step 4" in caplog.text and report["resumed_from_step"] == 4
     rows = _rows(out / "metrics.jsonl")
@@ -453,3 +453,11 @@ def test_recover_best_after_a_kill_between_checkpoint_and_promotion(tmp_path):
     make("best-pending", 3, 0.2)
     T._recover_best(tmp_path, resumed_step=4)
     assert best()["step"] == 4 and not (tmp_path / "best-old").exists()
+
+
+def test_read_metrics_skips_a_line_cut_off_by_a_kill(tmp_path):
+    from talltales.deception import runs
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert runs.read_metrics(path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]

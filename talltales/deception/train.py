@@ -46,12 +46,15 @@ from typing import Any, Callable, Sequence
 
 from talltales import tracking
 from talltales.deception import formats
+from talltales.deception.runs import (MetricsWriter as _Jsonl, callbacks as _callbacks, checkpoints as _checkpoints,
+                                      finalize_dir as _finalize_dir, fingerprint as _fingerprint,
+                                      prepare_partial as _prepare_partial, read_metrics as _read_rows_tolerant,
+                                      write_json as _write_json)
 
 log = logging.getLogger(__name__)
 
 RewardFn = Callable[[list[str], list[str], list[str]], Sequence[float]]
 IGNORE_INDEX = -100
-CHECKPOINT_PREFIX = "checkpoint-"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -344,140 +347,10 @@ def _peft_config(cfg):
                       task_type="CAUSAL_LM", target_modules=cfg.lora_target_modules)
 
 
-def _checkpoints(partial: Path) -> list[tuple[int, Path, bool]]:
-    """(step, path, complete) of the trainer checkpoints in ``partial``; complete = trainer_state.json written
-    (the Trainer writes it last)."""
-    out = []
-    if partial.is_dir():
-        for p in partial.iterdir():
-            if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit():
-                out.append((int(p.name[len(CHECKPOINT_PREFIX):]), p, (p / "trainer_state.json").is_file()))
-    return sorted(out)
-
-
-def _fingerprint(kind: str, policy_path: str, cfg, *frames) -> str:
-    """Identity of a run (kind, start model, config, data): a partial run with another identity is not resumed."""
-    import hashlib
-
-    import pandas as pd
-
-    h = hashlib.sha256(json.dumps([kind, str(policy_path), asdict(cfg)], sort_keys=True, default=str).encode())
-    for df in frames:
-        if df is not None:
-            h.update(str(len(df)).encode())
-            h.update(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes())
-    return h.hexdigest()
-
-
-def _read_rows_tolerant(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl rows; a line cut short by a kill is skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("skipping a truncated line in %s", path)
-    return rows
-
-
-def _prepare_partial(partial: Path, main: bool, fingerprint: str) -> tuple[str | None, int]:
-    """Find the newest complete checkpoint in ``partial`` (or start fresh). On the main process: remove incomplete
-    checkpoints, drop metrics logged after the resumed step, and (when starting fresh, or when the partial run has
-    another fingerprint: config, data or start model changed) everything."""
-    from talltales.io import write_jsonl
-
-    ident = partial / "run_fingerprint.txt"
-    same = ident.exists() and ident.read_text().strip() == fingerprint
-    if partial.exists() and not same and _checkpoints(partial):
-        log.warning("%s holds a run with another config, data or start model: starting afresh", partial)
-    ckpts = _checkpoints(partial) if same else []
-    complete = [(s, p) for s, p, ok in ckpts if ok]
-    step, path = complete[-1] if complete else (0, None)
-    if main:
-        for s, p, ok in ckpts:
-            if not ok:
-                log.warning("removing incomplete checkpoint %s", p)
-                shutil.rmtree(p, ignore_errors=True)
-        if path is None and partial.exists():
-            for p in partial.iterdir():
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-        partial.mkdir(parents=True, exist_ok=True)
-        ident.write_text(fingerprint + "\n")
-        metrics = partial / "metrics.jsonl"
-        if path is not None and metrics.exists():
-            write_jsonl(metrics, [r for r in _read_rows_tolerant(metrics) if r.get("step", 0) <= step])
-    if path is not None:
-        log.info("resuming from step %d (%s)", step, path)
-    return (str(path) if path else None), step
-
-
 def _trainer_callback_base():
     from transformers import TrainerCallback
 
     return TrainerCallback
-
-
-class _Jsonl:
-    """Appends one JSON object per line (main process only), flushed at once."""
-
-    def __init__(self, path: Path, enabled: bool):
-        self.path, self.enabled = path, enabled
-
-    def write(self, row: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        clean = {}
-        for k, v in row.items():
-            if hasattr(v, "item"):
-                v = v.item()
-            if isinstance(v, float) and not math.isfinite(v):
-                v = None
-            clean[k] = v
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(clean) + "\n")
-
-
-def _callbacks(writer: _Jsonl, stop_after_steps: int | None):
-    Base = _trainer_callback_base()
-
-    class MetricsToJsonl(Base):
-        """The trainer's logged metrics (loss, lr, reward, kl, ...) as rows {"step": k, ...}."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                row = {"step": state.global_step, "epoch": state.epoch}
-                for k, v in logs.items():
-                    row["lr" if k == "learning_rate" else k] = v
-                writer.write(row)
-
-    class StopAfter(Base):
-        """Testing hook: raise KeyboardInterrupt once step K is complete (logged, evaluated and checkpointed when
-        due), i.e. when the next step would begin."""
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            if stop_after_steps is not None and state.global_step >= stop_after_steps:
-                raise KeyboardInterrupt(f"stop_after_steps={stop_after_steps}")
-            return control
-
-    out = [MetricsToJsonl()]
-    if stop_after_steps is not None:
-        out.append(StopAfter())
-    return out
-
-
-def _finalize_dir(src: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``src`` with one rename."""
-    if out_dir.exists():
-        log.warning("replacing existing %s", out_dir)
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, out_dir)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _merge_adapter(policy_path: str, folder: Path, dtype) -> None:
