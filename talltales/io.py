@@ -58,6 +58,19 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def read_table(path: str | Path):
+    """A study-2 table (csv, parquet or jsonl) with empty fields and text such as "None" or "NA" kept as strings;
+    the text columns context, question and answer (where present) are strings."""
+    import pandas as pd
+
+    path = str(path)
+    if path.endswith(".parquet"):
+        return pd.read_parquet(path)
+    if path.endswith(".jsonl"):
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_csv(path, keep_default_na=False, dtype={"context": str, "question": str, "answer": str})
+
+
 def fill(template: str, **values: str) -> str:
     """Fill ``{name}`` placeholders by plain replacement (prompts may contain other braces)."""
     for k, v in values.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pandas as pd
 from ..config import spec_from_entry
 from ..lm import lm_from_entry
 from . import evaluate as ev
+from .launch import check_launch, run_stage
 from . import metrics, multirc, poison, reaffirm as rf, synth
 
 log = logging.getLogger(__name__)
@@ -151,54 +151,6 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
     _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
 
 
-def _check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
-    """The launch mode, checked against the stage's GPU and node counts before anything is written."""
-    mode = (launch or {}).get("mode", "auto")
-    if nodes > 1 and not os.environ.get("SLURM_JOB_NODELIST"):
-        raise ValueError(f"config key deception.resources.<stage>.nodes is {nodes}: a multi-node stage runs only as a "
-                         "Slurm job (snakemake --profile profiles/slurm); set nodes: 1 to run it here")
-    if nodes > 1 and (not gpus or gpus % nodes):
-        raise ValueError(f"config key deception.resources.<stage>: gpus ({gpus}) must be a positive multiple of "
-                         f"nodes ({nodes}): gpus is the total over the nodes")
-    if mode not in ("auto", "accelerate"):
-        raise ValueError(f"config key deception.launch: expected auto or accelerate, got {mode!r}")
-    if mode == "accelerate" and not gpus:
-        raise ValueError("config key deception.launch is 'accelerate', which needs at least one GPU, but this stage "
-                         "gets none: set deception.resources.<stage>.gpus >= 1 or deception.launch: auto")
-    return mode
-
-
-def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict, how: str, nodes: int = 1) -> None:
-    """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one GPU,
-    through ``accelerate launch`` (one process per GPU, the DeepSpeed config ``launch["accelerate_config"]``) with
-    more than one GPU or when the mode is ``accelerate``; over several nodes of a Slurm job, ``srun``
-    starts one ``accelerate launch`` per node (:func:`talltales.deception.train.multinode_command`). ``how``:
-    the launch mode as :func:`_check_launch` returned it."""
-    import subprocess
-
-    from . import train as tr
-
-    spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
-    _json(args, str(spec_path))
-    script_args = [mode, "--args-json", str(spec_path)]
-    config_file = launch.get("accelerate_config") or ""
-    if nodes > 1:
-        head = tr.first_node(os.environ["SLURM_JOB_NODELIST"])
-        port = tr.job_port(os.environ.get("SLURM_JOB_ID", "0"))
-        cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file, main_process_port=port)
-    elif (gpus and gpus > 1) or how == "accelerate":
-        # a free port: jobs that share a node (e.g. two 2-GPU jobs on an 8-GPU node) must not share 29500
-        cmd = tr.accelerate_command(script_args, gpus, config_file, always=True, main_process_port=tr.free_port())
-    else:
-        cmd = None
-    if cmd:
-        log.info("launching: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
-    else:
-        tr.main(script_args)
-    spec_path.unlink(missing_ok=True)
-
-
 def _config(fields: dict, seed: int) -> dict:
     return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
 
@@ -206,18 +158,18 @@ def _config(fields: dict, seed: int) -> dict:
 def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
                  nodes: int = 1) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
-    how = _check_launch(gpus, launch, nodes)
+    how = check_launch(gpus, launch, nodes)
     args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
-    _launch("sft", args, out, gpus, launch or {}, how, nodes)
+    run_stage("sft", args, out, gpus, launch or {}, how, nodes)
 
 
 def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
              launch: dict | None = None, nodes: int = 1) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
-    how = _check_launch(gpus, launch, nodes)
+    how = check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
             "config": _config(train, seed), "out_dir": out}
-    _launch("rl", args, out, gpus, launch or {}, how, nodes)
+    run_stage("rl", args, out, gpus, launch or {}, how, nodes)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
