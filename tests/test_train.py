@@ -400,10 +400,10 @@ def test_accelerate_configs(name, stage, offload):
 
 
 def test_configs_from_dict():
-    assert C.SFTRunConfig.from_dict({"epochs": 2, "size": 400}, ignore=["size"]).epochs == 2
+    assert C.SFTRunConfig.from_dict({"epochs": 2, "size": 400}, only_fields=True).epochs == 2
     with pytest.raises(ValueError, match="unknown option"):
         C.SFTRunConfig.from_dict({"epoch": 2})
-    rl = C.RLRunConfig.from_dict({"algorithm": "grpo", "prompts": 200}, ignore=["prompts", "eval_prompts"])
+    rl = C.RLRunConfig.from_dict({"algorithm": "grpo", "prompts": 200}, only_fields=True)
     assert rl.algorithm == "grpo" and rl.seed == 62
     with pytest.raises(ValueError):
         C.RLRunConfig(algorithm="ppo")
@@ -472,3 +472,37 @@ def test_held_out_reward_starts_from_the_kept_best(tmp_path):
     (tmp_path / "best" / "best.json").write_text(json.dumps({"step": 4, "reward": 0.5}))
     resumed = R.HeldOutReward(EVAL_PROMPTS, space_reward, tok, cfg, tmp_path, writer, True)
     assert resumed.best == {"step": 4, "reward": 0.5}
+
+
+# each config section's keys: the dataclass's fields (the seed is deception.seed) and the stage's data sizes
+SECTIONS = {"warmup": (C.SFTRunConfig, {"size"}), "sft": (C.SFTRunConfig, {"size"}),
+            "rl": (C.RLRunConfig, {"prompts", "eval_prompts"})}
+STAGE_DEFAULTS = {"warmup": {"epochs": 1}}  # the one stage default that is not the dataclass's
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_schema_defaults_are_the_run_config_defaults(section):
+    import dataclasses
+
+    from talltales.config import SCHEMA_PATH
+
+    cls, data_keys = SECTIONS[section]
+    props = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["deception"]["properties"][section]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "seed"}
+    assert set(props) == set(fields) | data_keys  # every field settable from config, no key the stage drops
+    for name, field in fields.items():
+        want = STAGE_DEFAULTS.get(section, {}).get(name, field.default)
+        assert "default" in props[name] and props[name]["default"] == want, (section, name)
+
+
+def test_a_new_key_in_a_config_section_reaches_no_run_config(tmp_path):
+    from talltales.config import validate
+    from talltales.deception import stages
+
+    config = validate({"models": {"m": {"backend": "hf", "kind": "base", "id": "m"}},
+                       "deception": {"judge": {"backbone": "m"}, "policies": ["m"]}})
+    section = {**config["deception"]["rl"], "a_new_key": 1}  # e.g. a data size added to the schema later
+    cfg = stages._config(C.RLRunConfig, section, 7)
+    assert C.RLRunConfig.from_dict(cfg) == C.RLRunConfig(seed=7)  # what the launched stage builds: the defaults
+    assert C.SFTRunConfig.from_dict(stages._config(C.SFTRunConfig, config["deception"]["warmup"], 7)) == \
+        C.SFTRunConfig(epochs=1, seed=7)

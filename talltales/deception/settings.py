@@ -8,29 +8,31 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from talltales import tracking
 
 
 class _FromDict:
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None, ignore: Sequence[str] = ()):
-        """Build from a mapping (e.g. a config.yaml section). Keys in ``ignore`` are skipped; other unknown keys
-        are an error (a typo must not silently fall back to a default)."""
+    def from_dict(cls, values: dict[str, Any] | None, only_fields: bool = False):
+        """Build from a mapping. An unknown key is an error (a typo must not silently fall back to a default),
+        unless ``only_fields``: then the dataclass's fields are taken from a larger mapping, e.g. a config section
+        that also holds the stage's data sizes (the schema rejects unknown keys there)."""
         values = dict(values or {})
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names - set(ignore))
-        if unknown:
+        unknown = sorted(set(values) - names)
+        if unknown and not only_fields:
             raise ValueError(f"{cls.__name__}: unknown option(s) {unknown}; known: {sorted(names)}")
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
 @dataclass
 class SFTRunConfig(_FromDict):
-    """Supervised fine-tuning on demonstrations (the loss is on answer tokens + EOS only)."""
+    """Supervised fine-tuning on demonstrations (the loss is on answer tokens + EOS only): config sections
+    ``deception.sft`` and ``deception.warmup`` (whose default is 1 epoch), whose defaults are these (tested)."""
 
-    epochs: float = 1.0
+    epochs: float = 2
     lr: float = 5e-5
     batch_size: int = 8  # per process (micro-batch); effective batch = batch_size * grad_accum * processes
     grad_accum: int = 1
@@ -56,18 +58,19 @@ class SFTRunConfig(_FromDict):
 
 @dataclass
 class RLRunConfig(_FromDict):
-    """RL against a reward function (trl RLOO or GRPO)."""
+    """RL against a reward function (trl RLOO or GRPO): config section ``deception.rl``, whose defaults are these
+    (tested)."""
 
     algorithm: str = "rloo"  # "rloo" | "grpo"
-    steps: int = 300  # optimizer steps
+    steps: int = 40  # optimizer steps
     lr: float = 1e-5
-    batch_size: int = 8  # prompts per optimizer step (all processes together)
+    batch_size: int = 4  # prompts per optimizer step (all processes together)
     num_generations: int = 4  # sampled completions per prompt (>= 2)
-    max_new_tokens: int = 50
+    max_new_tokens: int = 16
     temperature: float = 1.0
     top_k: int = 0  # 0: no top-k filter (trl default; the sampled tokens are then from the trained distribution)
     kl_beta: float = 0.05  # fixed KL coefficient to the reference (= the starting policy)
-    eval_every: int = 25  # steps between held-out reward evaluations (greedy decoding)
+    eval_every: int = 10  # steps between held-out reward evaluations (greedy decoding)
     eval_batch_size: int = 16
     checkpoint_every: int = 50
     grad_accum: int = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from ..config import spec_from_entry
 from ..lm import lm_from_entry
 from . import evaluate as ev
 from .launch import check_launch, run_stage
+from .settings import RLRunConfig, SFTRunConfig
 from . import metrics, multirc, poison, reaffirm as rf, synth
 
 log = logging.getLogger(__name__)
@@ -151,15 +153,18 @@ def evaluate_judges(eval, clean, corrupted, out) -> None:
     _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
 
 
-def _config(fields: dict, seed: int) -> dict:
-    return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
+def _config(cls, section: dict, seed: int) -> dict:
+    """A stage's run settings: the fields of the dataclass ``cls`` found in its config section (whose other keys, such
+    as the data sizes, are no training settings) and the study seed."""
+    return asdict(cls.from_dict({**section, "seed": seed}, only_fields=True))
 
 
 def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
                  nodes: int = 1) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
     how = check_launch(gpus, launch, nodes)
-    args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
+    args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(SFTRunConfig, train, seed),
+            "out_dir": out}
     run_stage("sft", args, out, gpus, launch or {}, how, nodes)
 
 
@@ -168,7 +173,7 @@ def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: i
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
     how = check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
-            "config": _config(train, seed), "out_dir": out}
+            "config": _config(RLRunConfig, train, seed), "out_dir": out}
     run_stage("rl", args, out, gpus, launch or {}, how, nodes)
 
 
