@@ -506,3 +506,17 @@ def test_a_new_key_in_a_config_section_reaches_no_run_config(tmp_path):
     assert C.RLRunConfig.from_dict(cfg) == C.RLRunConfig(seed=7)  # what the launched stage builds: the defaults
     assert C.SFTRunConfig.from_dict(stages._config(C.SFTRunConfig, config["deception"]["warmup"], 7)) == \
         C.SFTRunConfig(epochs=1, seed=7)
+
+
+def test_a_launched_command_writes_to_the_jobs_log_file(tmp_path, monkeypatch):
+    """A stage launched through `accelerate launch` runs as a child process: its output goes where the job's
+    output goes, the rule's log file (talltales.logs.to_logfile points sys.stdout/sys.stderr there)."""
+    log_file = tmp_path / "job.log"
+    with open(log_file, "a", buffering=1, encoding="utf-8") as fh:
+        monkeypatch.setattr(sys, "stdout", fh)
+        monkeypatch.setattr(sys, "stderr", fh)
+        print("parent line")
+        L.run_command([sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr)"])
+    text = log_file.read_text()
+    assert "child stdout" in text and "child stderr" in text
+    assert text.index("parent line") < text.index("child stdout")  # the parent's output is flushed first

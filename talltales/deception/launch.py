@@ -107,8 +107,6 @@ def run_stage(mode: str, args: dict, out: str, gpus: int, launch: dict, how: str
     more than one GPU or when the mode is ``accelerate``; over several nodes of a Slurm job, ``srun`` starts one
     ``accelerate launch`` per node (:func:`multinode_command`). ``how``: the launch mode as :func:`check_launch`
     returned it."""
-    import subprocess
-
     spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
     write_json(spec_path, args)
     script_args = [mode, "--args-json", str(spec_path)]
@@ -123,11 +121,30 @@ def run_stage(mode: str, args: dict, out: str, gpus: int, launch: dict, how: str
     else:
         cmd = None
     if cmd:
-        log.info("launching: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        run_command(cmd)
     else:
         main(script_args)
     spec_path.unlink(missing_ok=True)
+
+
+def _child_stream(stream):
+    """``stream`` flushed, when a child process can write to it (it has a file descriptor: the job's log file that
+    talltales.logs.to_logfile made sys.stdout/sys.stderr), else None (the child inherits this process's own)."""
+    try:
+        stream.flush()
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return stream
+
+
+def run_command(cmd: Sequence[str]) -> None:
+    """Run ``cmd`` to its end (an error if it fails), its output going where this job's goes (the rule's log file,
+    not the descriptors this process started with)."""
+    import subprocess
+
+    log.info("launching: %s", " ".join(cmd))
+    subprocess.run(list(cmd), check=True, stdout=_child_stream(sys.stdout), stderr=_child_stream(sys.stderr))
 
 
 def main(argv: list[str] | None = None) -> int:
