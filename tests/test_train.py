@@ -294,7 +294,7 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
 
         @classmethod
         def load(cls, path, device="auto", batch_size=32):
-            assert path == "judge-dir" and batch_size == 8
+            assert path == "judge-dir" and batch_size == 32
             return cls()
 
         def p_true(self, texts):
@@ -305,7 +305,7 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
     PROMPTS.to_csv(tmp_path / "prompts.csv", index=False)
     EVAL_PROMPTS.to_csv(tmp_path / "eval.csv", index=False)
     spec = {"policy_path": tiny_dir, "prompts": str(tmp_path / "prompts.csv"), "eval_prompts": str(tmp_path / "eval.csv"),
-            "judge_path": "judge-dir", "judge_batch_size": 8, "out_dir": str(tmp_path / "rl"),
+            "judge_path": "judge-dir", "out_dir": str(tmp_path / "rl"),
             "config": {"steps": 1, "batch_size": 2, "num_generations": 2, "max_new_tokens": 3}}
     (tmp_path / "rl.json").write_text(json.dumps(spec))
     assert L.main(["rl", "--args-json", str(tmp_path / "rl.json")]) == 0
@@ -371,10 +371,10 @@ def test_multinode_stage_outside_slurm_is_one_clear_error(tmp_path, monkeypatch)
 
     monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
     with pytest.raises(ValueError, match=r"nodes is 2: a multi-node stage runs only as a Slurm job"):
-        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=4, nodes=2)
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, 0, gpus=4, nodes=2)
     monkeypatch.setenv("SLURM_JOB_NODELIST", "node[01-02]")
     with pytest.raises(ValueError, match=r"gpus \(3\) must be a positive multiple of nodes \(2\)"):
-        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=3, nodes=2)
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, 0, gpus=3, nodes=2)
     assert not list(tmp_path.iterdir())
 
 

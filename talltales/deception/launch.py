@@ -150,37 +150,29 @@ def run_command(cmd: Sequence[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m talltales.deception.launch {sft|rl} --args-json FILE``.
 
-    sft JSON: ``policy_path``, ``data`` (demonstrations), optional ``val_data``, ``config`` (SFTRunConfig fields),
-    ``out_dir``, optional ``reference_dir``, ``log`` (log file).
-    rl JSON: ``policy_path``, ``prompts``, ``eval_prompts``, ``judge_path``, optional ``judge_batch_size`` (32),
-    ``config`` (RLRunConfig fields), ``out_dir``, optional ``log``.
+    sft JSON: ``policy_path``, ``data`` (demonstrations), ``config`` (SFTRunConfig fields), ``out_dir``.
+    rl JSON: ``policy_path``, ``prompts``, ``eval_prompts``, ``judge_path``, ``config`` (RLRunConfig fields),
+    ``out_dir``.
     """
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     parser.add_argument("mode", choices=["sft", "rl"])
     parser.add_argument("--args-json", required=True)
     ns = parser.parse_args(argv)
     spec = json.loads(Path(ns.args_json).read_text(encoding="utf-8"))
-    if spec.get("log"):
-        from talltales.logs import to_logfile
-
-        to_logfile(spec["log"])
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if ns.mode == "sft":
         from talltales.deception.settings import SFTRunConfig
         from talltales.deception.sft import sft
 
-        sft(spec["policy_path"], read_table(spec["data"]), SFTRunConfig.from_dict(spec.get("config")),
-            spec["out_dir"], spec.get("reference_dir"),
-            val_rows=read_table(spec["val_data"]) if spec.get("val_data") else None)
+        sft(spec["policy_path"], read_table(spec["data"]), SFTRunConfig.from_dict(spec["config"]), spec["out_dir"])
     else:
         from talltales.deception.judge import Judge
         from talltales.deception.rl import judge_reward_fn, rl
         from talltales.deception.settings import RLRunConfig
 
-        judge = Judge.load(spec["judge_path"], device="auto", batch_size=int(spec.get("judge_batch_size", 32)))
+        judge = Judge.load(spec["judge_path"], device="auto", batch_size=32)
         rl(spec["policy_path"], read_table(spec["prompts"]), read_table(spec["eval_prompts"]), judge_reward_fn(judge),
-           RLRunConfig.from_dict(spec.get("config")), spec["out_dir"])
+           RLRunConfig.from_dict(spec["config"]), spec["out_dir"])
     return 0
 
 

@@ -163,11 +163,10 @@ def load_tokenizer(path: str, padding_side: str | None = None):
     return tok
 
 
-def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: str | None = None, *,
-        val_rows=None, stop_after_steps: int | None = None) -> dict[str, Any]:
+def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=None,
+        stop_after_steps: int | None = None) -> dict[str, Any]:
     """Fine-tune ``policy_path`` on demonstrations ``rows`` (columns context, question, answer); see the module doc.
 
-    ``reference_dir``: where to load the tokenizer from when ``policy_path`` has none (default: ``policy_path``).
     ``val_rows``: optional held-out demonstrations whose loss is logged every ``cfg.eval_every`` steps.
     ``stop_after_steps``: testing hook, raises KeyboardInterrupt after that step (resumable).
     Returns the train report (also written to ``out_dir/train_report.json``).
@@ -180,9 +179,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, reference_dir: 
     t0 = time.time()
     out, partial = Path(out_dir), runs.partial_dir(out_dir)
     rt = runtime(cfg)
-    tok_dir = policy_path if (Path(policy_path) / "tokenizer_config.json").exists() or reference_dir is None \
-        else reference_dir
-    tok = load_tokenizer(tok_dir)
+    tok = load_tokenizer(policy_path)
 
     args = TrainingArguments(
         **trainer_args(cfg, rt, partial, out_dir),

@@ -168,8 +168,8 @@ def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, 
     run_stage("sft", args, out, gpus, launch or {}, how, nodes)
 
 
-def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
-             launch: dict | None = None, nodes: int = 1) -> None:
+def train_rl(prompts, eval, start, judge, out, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
+             nodes: int = 1) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
     how = check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
