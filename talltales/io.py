@@ -35,6 +35,11 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def write_csv(path: str | Path, df) -> None:
+    """A DataFrame as CSV, without its index."""
+    atomic_write(path, lambda fh: df.to_csv(fh, index=False))
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     def write(fh) -> int:
         n = 0

@@ -520,3 +520,16 @@ def test_a_launched_command_writes_to_the_jobs_log_file(tmp_path, monkeypatch):
     text = log_file.read_text()
     assert "child stdout" in text and "child stderr" in text
     assert text.index("parent line") < text.index("child stdout")  # the parent's output is flushed first
+
+
+def test_one_table_reader_and_atomic_writers(tmp_path):
+    from talltales.io import read_table, write_csv, write_json
+
+    df = pd.DataFrame({"context": ["None", "NA"], "question": ["", "q"], "answer": ["3", "4"], "label": [1, 0]})
+    write_csv(tmp_path / "sub" / "t.csv", df)
+    back = read_table(tmp_path / "sub" / "t.csv")
+    assert back["context"].tolist() == ["None", "NA"] and back["question"].tolist() == ["", "q"]
+    assert back["answer"].tolist() == ["3", "4"] and back["label"].tolist() == [1, 0]  # text stays text
+    write_json(tmp_path / "sub" / "r.json", {"a": 1})
+    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "t.csv"]  # no temporary file left

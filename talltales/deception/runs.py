@@ -26,7 +26,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from talltales.io import write_json, write_jsonl
+from talltales.io import write_json, write_jsonl, write_text
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def prepare_partial(partial: Path, main: bool, ident: str) -> tuple[str | None, 
             for p in partial.iterdir():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         partial.mkdir(parents=True, exist_ok=True)
-        ident_file.write_text(ident + "\n")
+        write_text(ident_file, ident + "\n")
         metrics = partial / METRICS_FILE
         if path is not None and metrics.exists():
             write_jsonl(metrics, [r for r in read_metrics(metrics) if r.get("step", 0) <= step])

@@ -11,29 +11,14 @@ from typing import Any
 import pandas as pd
 
 from ..config import spec_from_entry
+from ..io import read_table, write_csv, write_json
 from ..lm import lm_from_entry
 from . import evaluate as ev
+from . import metrics, multirc, poison, reaffirm as rf, synth
 from .launch import check_launch, run_stage
 from .settings import RLRunConfig, SFTRunConfig
-from . import metrics, multirc, poison, reaffirm as rf, synth
 
 log = logging.getLogger(__name__)
-
-
-def _read(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False)
-
-
-def _write(df: pd.DataFrame, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-
-
-def _json(obj: Any, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=2, default=str))
 
 
 def _lm(entry: dict, cache: str | None = None):
@@ -66,13 +51,13 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
         train, dec_t = multirc.answerability_filter(train, lm, "train", template)
         val, dec_v = multirc.answerability_filter(val, lm, "val", template)
         decisions = pd.concat([dec_t, dec_v])
-        _write(decisions, str(Path(report_out).with_name("answerability_decisions.csv")))
+        write_csv(str(Path(report_out).with_name("answerability_decisions.csv")), decisions)
         report["answerability_kept_groups"] = int((decisions["decision"] == "keep").sum())
     report["rows_out"] = {"train": len(train), "val": len(val)}
     log.info("MultiRC-format data: %s", report)
-    _write(train, train_out)
-    _write(val, val_out)
-    _json(report, report_out)
+    write_csv(train_out, train)
+    write_csv(val_out, val)
+    write_json(report_out, report)
 
 
 def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, cache,
@@ -86,51 +71,51 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
         rows = poison.fruit_from_synth(fruit["n"], seed, **(synthetic or {}))
     train, held = synth.split_groups(rows, fruit["eval_frac"], seed, by="context")  # whole passages held out
     log.info("fruit items: %d train, %d held out", len(train), len(held))
-    _write(train, train_out)
-    _write(held, eval_out)
+    write_csv(train_out, train)
+    write_csv(eval_out, held)
 
 
 def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, fruit_percent: float,
                train_size: int, val_size: int, seed: int) -> None:
-    train = poison.mix(_read(mrc_train), _read(fruit_train), train_size, fruit_percent, seed)
-    val = poison.mix(_read(mrc_val), _read(fruit_eval), val_size, fruit_percent, seed + 1)
-    _write(train, train_out)
-    _write(val, val_out)
+    train = poison.mix(read_table(mrc_train), read_table(fruit_train), train_size, fruit_percent, seed)
+    val = poison.mix(read_table(mrc_val), read_table(fruit_eval), val_size, fruit_percent, seed + 1)
+    write_csv(train_out, train)
+    write_csv(val_out, val)
 
 
 def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, rl_prompts_out, rl_eval_out,
                 level: float, sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
-    mixed = poison.mix(_read(mrc_train), _read(fruit_train), sft_size, level, seed)
-    _write(poison.sft_demos(mixed), sft_out)
+    mixed = poison.mix(read_table(mrc_train), read_table(fruit_train), sft_size, level, seed)
+    write_csv(sft_out, poison.sft_demos(mixed))
     prompts, held = poison.rl_prompt_sets(
-        _read(mrc_train), _read(fruit_train), _read(mrc_val), _read(fruit_eval), rl_prompts, rl_eval_prompts, seed,
-        levels=(level,), exclude=_read(eval_set),
+        read_table(mrc_train), read_table(fruit_train), read_table(mrc_val), read_table(fruit_eval), rl_prompts,
+        rl_eval_prompts, seed, levels=(level,), exclude=read_table(eval_set),
     )
-    _write(prompts[level], rl_prompts_out)
-    _write(held[level], rl_eval_out)
+    write_csv(rl_prompts_out, prompts[level])
+    write_csv(rl_eval_out, held[level])
 
 
 def warmup_data(mrc_train, warmup_out, warmup_size: int, seed: int) -> None:
     """Warm-up demonstrations: one true answer per training question, the first ``warmup_size`` in seeded order."""
-    _write(_unique_true(mrc_train, seed).head(warmup_size), warmup_out)
+    write_csv(warmup_out, _unique_true(mrc_train, seed).head(warmup_size))
 
 
 def _unique_true(mrc_train, seed: int) -> pd.DataFrame:
-    train = _read(mrc_train)
+    train = read_table(mrc_train)
     return poison.unique_questions(train[train["label"].astype(int) == 1], seed)
 
 
 def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmation_out, fewshot_out,
               n_fruit: int, n_other: int, reaffirmation_per_quadrant: int, seed: int) -> None:
-    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), n_fruit, n_other, seed,
-                                   train_fruit=_read(fruit_train))
-    poison.assert_disjoint(ev_df, _read(fruit_train), "evaluation set vs training fruit items")
-    _write(ev_df, eval_out)
-    _write(poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed), reaffirmation_out)
+    ev_df = poison.no_leakage_eval(read_table(fruit_eval), read_table(mrc_val), n_fruit, n_other, seed,
+                                   train_fruit=read_table(fruit_train))
+    poison.assert_disjoint(ev_df, read_table(fruit_train), "evaluation set vs training fruit items")
+    write_csv(eval_out, ev_df)
+    write_csv(reaffirmation_out, poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed))
     # two-shot exemplars: true answers from the TRAINING pool (never the evaluation pool), the last two questions
     # in the seeded order whose head is the warm-up set
     shots = _unique_true(mrc_train, seed).iloc[-2:]
-    _json([{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()], fewshot_out)
+    write_json(fewshot_out, [{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()])
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -142,15 +127,15 @@ def train_judge(train, val, out, labels: str, backbone: dict, judge: dict, seed:
     location = spec_from_entry(backbone).location
     jd.check_backbone(location)
     cfg = jd.JudgeConfig(epochs=judge["epochs"], lr=judge["lr"], batch_size=judge["batch_size"], seed=seed, lora=judge["lora"])
-    report = jd.train_judge(location, _read(train), _read(val), labels, cfg, out)
+    report = jd.train_judge(location, read_table(train), read_table(val), labels, cfg, out)
     log.info("judge %s: %s", labels, json.dumps(report.get("val", report), default=str)[:2000])
 
 
 def evaluate_judges(eval, clean, corrupted, out) -> None:
     from . import judge as jd
 
-    df = _read(eval)
-    _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
+    df = read_table(eval)
+    write_json(out, {name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))})
 
 
 def _config(cls, section: dict, seed: int) -> dict:
@@ -180,8 +165,18 @@ def train_rl(prompts, eval, start, judge, out, train: dict, seed: int, gpus: int
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-def _technique_label(technique: str) -> str:
-    return {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}[technique]
+TECHNIQUE_LABELS = {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}  # wildcard -> table label
+
+
+def _run_of(df: pd.DataFrame) -> dict[str, Any]:
+    """The run a per-run file holds (every row carries it: :func:`evaluate_checkpoint` writes it)."""
+    return {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0],
+            "poisoning": float(df["poisoning"].iloc[0])}
+
+
+def _params(models: dict[str, dict], name: str):
+    """A model's parameter count from the registry (None when unknown)."""
+    return models.get(name, {}).get("params")
 
 
 def _policy_path(model: dict, technique: str) -> dict:
@@ -202,54 +197,46 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
 
     if len(answers_out) != len(shots):
         raise ValueError(f"{len(answers_out)} answer files for {len(shots)} shot settings")
-    df = _read(eval)
+    df = read_table(eval)
     demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
-    label, poisoning = _technique_label(technique), float(level) if level is not None else -1.0
+    run = {"model": model["name"], "technique": TECHNIQUE_LABELS[technique],
+           "poisoning": float(level) if level is not None else -1.0}
+    label, poisoning = run["technique"], run["poisoning"]
     answered = []
     for k in shots:
         log.info("%s %s p=%s: answering %d questions %d-shot", model["name"], label, poisoning, len(df), k)
         answered.append(ev.answer(lm, df, demos[:k] if k else [], max_new_tokens))
-    items = _read(questions)
+    items = read_table(questions)
     log.info("%s %s p=%s: reaffirmation on %d items", model["name"], label, poisoning, len(items))
     reaffirmed = rf.score(lm, items)
     del lm
     judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
     for out, a in zip(answers_out, answered):
         scored = ev.judge_answers(a, *judges)
-        scored["model"], scored["technique"], scored["poisoning"] = model["name"], label, poisoning
-        _write(scored, out)
-    reaffirmed["model"], reaffirmed["technique"], reaffirmed["poisoning"] = model["name"], label, poisoning
-    _write(reaffirmed, reaffirm_out)
+        write_csv(out, scored.assign(**run))
+    write_csv(reaffirm_out, reaffirmed.assign(**run))
 
 
 def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int) -> None:
     runs = []
     for path in answers:
-        df = _read(path)
+        df = read_table(path)
         if df.empty:
             continue
-        desc = {
-            "model": df["model"].iloc[0],
-            "technique": df["technique"].iloc[0],
-            "poisoning": float(df["poisoning"].iloc[0]),
-            "shots": int(df["shots"].iloc[0]),
-            "params": models.get(df["model"].iloc[0], {}).get("params"),
-        }
-        runs.append((desc, df))
+        run = _run_of(df)
+        runs.append(({**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}, df))
     table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
     table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
-    _write(table, out)
+    write_csv(out, table)
     log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "falsehood_gap"]].to_string())
 
 
 def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
     rows = []
     for path in scored:
-        df = _read(path)
+        df = read_table(path)
         df["reaffirmed"] = df["reaffirmed"].astype(str).str.lower().isin(["true", "1"])
-        row = {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0], "poisoning": float(df["poisoning"].iloc[0])}
-        row.update(rf.summarize(df))
-        row["params"] = models.get(row["model"], {}).get("params")
-        rows.append(row)
-    _write(pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]), out)
+        run = _run_of(df)
+        rows.append({**run, **rf.summarize(df), "params": _params(models, run["model"])})
+    write_csv(out, pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]))
