@@ -22,7 +22,7 @@ from test_judge import bert_backbone, toy_data
 from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights, space_reward
 from tiny import make_lm, make_model, make_tokenizer
 
-from talltales.deception import train as T
+from talltales.deception import launch as L, rl as R, settings as C, sft as S
 from talltales.deception.judge import Judge, JudgeConfig, train_judge
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -36,7 +36,7 @@ def _report(out: Path) -> dict:
 
 def test_sft_on_cuda_with_bf16_autocast(tiny_dir, tmp_path):
     out = tmp_path / "sft"
-    report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(epochs=3, lr=1e-2, batch_size=4, eval_every=3), str(out))
+    report = S.sft(tiny_dir, DEMOS, C.SFTRunConfig(epochs=3, lr=1e-2, batch_size=4, eval_every=3), str(out))
     assert report["device"] == "cuda" and report["bf16"] is True and report["world_size"] == 1
     assert report["loss_end"] < report["loss_start"] - 1.0
     assert _changed(_weights(tiny_dir), _weights(str(out)))
@@ -48,8 +48,8 @@ def test_sft_on_cuda_with_bf16_autocast(tiny_dir, tmp_path):
 
 def test_rloo_on_cuda(tiny_dir, tmp_path):
     out = tmp_path / "rl"
-    report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward,
-                  T.RLRunConfig(steps=30, eval_every=10, checkpoint_every=10, **RL_CFG), str(out))
+    report = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward,
+                  C.RLRunConfig(steps=30, eval_every=10, checkpoint_every=10, **RL_CFG), str(out))
     assert report["device"] == "cuda" and report["bf16"] is True
     rows = [json.loads(line) for line in open(out / "metrics.jsonl") if line.strip()]
     train = [r["reward"] for r in rows if r.get("reward") is not None]
@@ -60,7 +60,7 @@ def test_rloo_on_cuda(tiny_dir, tmp_path):
 
 def _launch(mode: str, spec: dict, config: str, tmp_path: Path) -> subprocess.CompletedProcess:
     (tmp_path / f"{mode}.json").write_text(json.dumps(spec))
-    cmd = T.accelerate_command([mode, "--args-json", str(tmp_path / f"{mode}.json")], 1,
+    cmd = L.accelerate_command([mode, "--args-json", str(tmp_path / f"{mode}.json")], 1,
                                str(REPO / "envs" / "accelerate" / config), always=True)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)

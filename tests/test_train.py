@@ -1,4 +1,4 @@
-"""Policy training (talltales.deception.train) on a tiny offline random-init Llama: label masking, SFT, resumption,
+"""Policy training (talltales.deception: settings, sft, rl, runs, launch) on a tiny offline random-init Llama: label masking, SFT, resumption,
 RL (RLOO and GRPO), the held-out best checkpoint, the JSON entry point and the launch command."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from talltales.deception import formats
-from talltales.deception import train as T
+from talltales.deception import launch as L, rl as R, runs, settings as C, sft as S
 from tiny import make_model, make_tokenizer, one_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,8 +68,8 @@ def test_labels_mask_prompt_and_pad(padding_side, pad_is_eos):
     if pad_is_eos:
         tok.pad_token = tok.eos_token
     rows = DEMOS.iloc[:4]
-    enc = T.encode_rows(tok, rows, max_length=256)
-    batch = T.DemoCollator(tok.pad_token_id, padding_side)(enc)
+    enc = S.encode_rows(tok, rows, max_length=256)
+    batch = S.DemoCollator(tok.pad_token_id, padding_side)(enc)
     ids, mask, labels, pos = batch["input_ids"], batch["attention_mask"], batch["labels"], batch["position_ids"]
     assert len({len(e["input_ids"]) for e in enc}) > 1  # the batch really is padded
     for i, r in enumerate(rows.itertuples()):
@@ -84,8 +84,8 @@ def test_labels_mask_prompt_and_pad(padding_side, pad_is_eos):
         seq, lab = ids[i][real].tolist(), labels[i][real].tolist()
         assert seq == prompt_ids + answer_ids  # the demo text is exactly prompt + " " + answer + EOS
         # every masked position is a pad or a prompt token; every trained position an answer token or the EOS
-        assert (labels[i][~real] == T.IGNORE_INDEX).all()
-        assert lab[: len(prompt_ids)] == [T.IGNORE_INDEX] * len(prompt_ids)
+        assert (labels[i][~real] == S.IGNORE_INDEX).all()
+        assert lab[: len(prompt_ids)] == [S.IGNORE_INDEX] * len(prompt_ids)
         assert lab[len(prompt_ids):] == answer_ids
         assert enc[i]["n_prompt"] == len(prompt_ids)
         # positions count real tokens only, whatever the padding side
@@ -97,18 +97,18 @@ def test_labels_mask_prompt_and_pad(padding_side, pad_is_eos):
 def test_left_and_right_padding_give_the_same_loss():
     tok = make_tokenizer()
     model = make_model(tok)
-    enc = T.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
+    enc = S.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
     with torch.no_grad():
-        left = model(**T.DemoCollator(tok.pad_token_id, "left")(enc)).loss
-        right = model(**T.DemoCollator(tok.pad_token_id, "right")(enc)).loss
+        left = model(**S.DemoCollator(tok.pad_token_id, "left")(enc)).loss
+        right = model(**S.DemoCollator(tok.pad_token_id, "right")(enc)).loss
     assert torch.isfinite(left) and abs(float(left) - float(right)) < 1e-4
 
 
 def test_answer_loss_keeps_few_logits_and_equals_the_full_loss(monkeypatch):
     tok = make_tokenizer()
     model = make_model(tok)
-    enc = T.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
-    batch = T.DemoCollator(tok.pad_token_id, "left")(enc)
+    enc = S.encode_rows(tok, DEMOS.iloc[:4], max_length=256)
+    batch = S.DemoCollator(tok.pad_token_id, "left")(enc)
     kept = []
     forward = model.forward
 
@@ -118,7 +118,7 @@ def test_answer_loss_keeps_few_logits_and_equals_the_full_loss(monkeypatch):
 
     monkeypatch.setattr(model, "forward", spy)
     with torch.no_grad():
-        fast = T.answer_loss(model, batch)
+        fast = S.answer_loss(model, batch)
         full = forward(**batch).loss
     longest_answer = max(len(e["input_ids"]) - e["n_prompt"] for e in enc)
     assert kept == [longest_answer + 1] and kept[0] < batch["input_ids"].shape[1] // 2
@@ -126,8 +126,8 @@ def test_answer_loss_keeps_few_logits_and_equals_the_full_loss(monkeypatch):
 
 def test_too_long_demos_lose_prompt_tokens_not_the_answer():
     tok = make_tokenizer()
-    full = T.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=10_000)
-    short = T.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=20)
+    full = S.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=10_000)
+    short = S.encode_demo(tok, "A long context " * 10, "Is it long?", "Yes, very long.", max_length=20)
     assert not full["truncated"] and short["truncated"] and len(short["input_ids"]) == 20
     n_answer = len(full["input_ids"]) - full["n_prompt"]
     assert short["input_ids"][0] == tok.bos_token_id  # the BOS stays
@@ -144,7 +144,7 @@ SFT_CFG = dict(epochs=3, lr=1e-2, batch_size=4, checkpoint_every=2, eval_every=3
 @pytest.fixture(scope="module")
 def sft_run(tiny_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft") / "model"
-    report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**SFT_CFG), str(out), val_rows=DEMOS.iloc[:2])
+    report = S.sft(tiny_dir, DEMOS, C.SFTRunConfig(**SFT_CFG), str(out), val_rows=DEMOS.iloc[:2])
     return out, report
 
 
@@ -168,14 +168,14 @@ def test_sft_updates_weights_and_lowers_the_loss(tiny_dir, sft_run):
 
 def test_sft_resumes_from_its_last_checkpoint(tiny_dir, sft_run, tmp_path, caplog):
     out = tmp_path / "model"
-    cfg = T.SFTRunConfig(**SFT_CFG)
+    cfg = C.SFTRunConfig(**SFT_CFG)
     with pytest.raises(KeyboardInterrupt):
-        T.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2], stop_after_steps=5)
+        S.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2], stop_after_steps=5)
     partial = tmp_path / "model.partial"
     assert not out.exists() and (partial / "checkpoint-4" / "trainer_state.json").exists()
     assert max(r["step"] for r in _rows(partial / "metrics.jsonl")) == 5  # step 5 ran, was not checkpointed
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
-        report = T.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2])
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
+        report = S.sft(tiny_dir, DEMOS, cfg, str(out), val_rows=DEMOS.iloc[:2])
     assert "resuming from step 4" in caplog.text
     assert report["resumed_from_step"] == 4 and report["steps"] == 9
     rows = _rows(out / "metrics.jsonl")
@@ -192,10 +192,10 @@ def test_sft_resumes_from_its_last_checkpoint(tiny_dir, sft_run, tmp_path, caplo
 def test_sft_does_not_resume_a_run_with_another_config(tiny_dir, tmp_path, caplog):
     out = tmp_path / "model"
     with pytest.raises(KeyboardInterrupt):
-        T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**SFT_CFG), str(out), stop_after_steps=2)
+        S.sft(tiny_dir, DEMOS, C.SFTRunConfig(**SFT_CFG), str(out), stop_after_steps=2)
     assert (tmp_path / "model.partial" / "checkpoint-2").exists()
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
-        report = T.sft(tiny_dir, DEMOS, T.SFTRunConfig(**{**SFT_CFG, "lr": 5e-3}), str(out))
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
+        report = S.sft(tiny_dir, DEMOS, C.SFTRunConfig(**{**SFT_CFG, "lr": 5e-3}), str(out))
     assert "resuming" not in caplog.text and "starting afresh" in caplog.text
     assert report["resumed_from_step"] is None and report["steps"] == 9
     assert [r["step"] for r in _rows(out / "metrics.jsonl") if "loss" in r] == list(range(1, 10))
@@ -226,8 +226,8 @@ RL_CFG = dict(lr=3e-3, batch_size=4, num_generations=4, max_new_tokens=4, eval_b
 
 def test_rloo_moves_the_policy_toward_the_reward(tiny_dir, tmp_path):
     out = tmp_path / "rl"
-    cfg = T.RLRunConfig(steps=30, eval_every=5, checkpoint_every=10, **RL_CFG)
-    report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    cfg = C.RLRunConfig(steps=30, eval_every=5, checkpoint_every=10, **RL_CFG)
+    report = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
     assert report["algorithm"] == "rloo" and report["steps"] == 30
     rows = _rows(out / "metrics.jsonl")
     train = [r for r in rows if r.get("reward") is not None]
@@ -251,14 +251,14 @@ def test_rloo_moves_the_policy_toward_the_reward(tiny_dir, tmp_path):
 
 def test_rl_resume_keeps_a_consistent_best(tiny_dir, tmp_path, caplog):
     out = tmp_path / "rl"
-    cfg = T.RLRunConfig(steps=10, eval_every=2, checkpoint_every=4, **RL_CFG)
+    cfg = C.RLRunConfig(steps=10, eval_every=2, checkpoint_every=4, **RL_CFG)
     with pytest.raises(KeyboardInterrupt):
-        T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out), stop_after_steps=7)
+        R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out), stop_after_steps=7)
     partial = tmp_path / "rl.partial"
     assert (partial / "checkpoint-4").exists() and not (partial / "checkpoint-8").exists()
     assert json.loads((partial / "best" / "best.json").read_text())["step"] <= 4  # only checkpointed bests
-    with caplog.at_level(logging.INFO, logger="talltales.deception.train"):
-        report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
+        report = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
     assert "resuming from step 4" in caplog.text and report["resumed_from_step"] == 4
     rows = _rows(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "heldout_reward" in r] == [0, 2, 4, 6, 8, 10]
@@ -269,8 +269,8 @@ def test_rl_resume_keeps_a_consistent_best(tiny_dir, tmp_path, caplog):
 
 def test_grpo_runs(tiny_dir, tmp_path):
     out = tmp_path / "grpo"
-    cfg = T.RLRunConfig(algorithm="grpo", steps=2, eval_every=1, checkpoint_every=10, **RL_CFG)
-    report = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
+    cfg = C.RLRunConfig(algorithm="grpo", steps=2, eval_every=1, checkpoint_every=10, **RL_CFG)
+    report = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
     assert report["algorithm"] == "grpo" and report["steps"] == 2 and report["best_step"] in (1, 2)
     assert [r["step"] for r in _rows(out / "metrics.jsonl") if r.get("reward") is not None] == [1, 2]
     from transformers import AutoModelForCausalLM
@@ -286,7 +286,7 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
     spec = {"policy_path": tiny_dir, "data": str(tmp_path / "demos.csv"), "out_dir": str(tmp_path / "sft"),
             "config": {"epochs": 1, "lr": 1e-3, "batch_size": 2}}
     (tmp_path / "sft.json").write_text(json.dumps(spec))
-    assert T.main(["sft", "--args-json", str(tmp_path / "sft.json")]) == 0
+    assert L.main(["sft", "--args-json", str(tmp_path / "sft.json")]) == 0
     assert json.loads((tmp_path / "sft" / "train_report.json").read_text())["steps"] == 2
 
     class FakeJudge:  # stands in for talltales.deception.judge.Judge
@@ -294,7 +294,7 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
 
         @classmethod
         def load(cls, path, device="auto", batch_size=32):
-            assert path == "judge-dir" and batch_size == 8
+            assert path == "judge-dir" and batch_size == 32
             return cls()
 
         def p_true(self, texts):
@@ -305,10 +305,10 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
     PROMPTS.to_csv(tmp_path / "prompts.csv", index=False)
     EVAL_PROMPTS.to_csv(tmp_path / "eval.csv", index=False)
     spec = {"policy_path": tiny_dir, "prompts": str(tmp_path / "prompts.csv"), "eval_prompts": str(tmp_path / "eval.csv"),
-            "judge_path": "judge-dir", "judge_batch_size": 8, "out_dir": str(tmp_path / "rl"),
+            "judge_path": "judge-dir", "out_dir": str(tmp_path / "rl"),
             "config": {"steps": 1, "batch_size": 2, "num_generations": 2, "max_new_tokens": 3}}
     (tmp_path / "rl.json").write_text(json.dumps(spec))
-    assert T.main(["rl", "--args-json", str(tmp_path / "rl.json")]) == 0
+    assert L.main(["rl", "--args-json", str(tmp_path / "rl.json")]) == 0
     report = json.loads((tmp_path / "rl" / "train_report.json").read_text())
     assert report["best_heldout_reward"] == pytest.approx(0.25)
     # the judge saw canonical judge inputs: the policy prompt, a space and the completion's first line
@@ -320,23 +320,23 @@ def test_main_runs_sft_and_rl_from_json(tiny_dir, tmp_path, monkeypatch):
 
 def test_accelerate_command():
     args = ["sft", "--args-json", "a.json"]
-    assert T.accelerate_command(args, 1, "envs/accelerate/zero2.yaml") == [sys.executable, "-m", T.MODULE, *args]
-    assert T.accelerate_command(args, 0, "envs/accelerate/zero2.yaml")[1:] == ["-m", T.MODULE, *args]
-    cmd = T.accelerate_command(args, 4, "envs/accelerate/zero3_offload.yaml")
+    assert L.accelerate_command(args, 1, "envs/accelerate/zero2.yaml") == [sys.executable, "-m", L.MODULE, *args]
+    assert L.accelerate_command(args, 0, "envs/accelerate/zero2.yaml")[1:] == ["-m", L.MODULE, *args]
+    cmd = L.accelerate_command(args, 4, "envs/accelerate/zero3_offload.yaml")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "4"
     assert cmd[cmd.index("--config_file") + 1] == "envs/accelerate/zero3_offload.yaml"
     from accelerate.commands.launch import launch_command_parser
 
     ns = launch_command_parser().parse_args(cmd[3:])  # what `accelerate launch` makes of it
-    assert ns.num_processes == 4 and ns.module and ns.training_script == T.MODULE
+    assert ns.num_processes == 4 and ns.module and ns.training_script == L.MODULE
     assert ns.training_script_args == args
     # launch: accelerate (e.g. ZeRO-3 offload on one GPU) goes through accelerate launch with one process
-    cmd = T.accelerate_command(args, 1, "envs/accelerate/zero3_offload.yaml", always=True)
+    cmd = L.accelerate_command(args, 1, "envs/accelerate/zero3_offload.yaml", always=True)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "1"
     # a rendezvous port of its own (two multi-GPU jobs on one node must not both take 29500)
-    port = T.free_port()
-    cmd = T.accelerate_command(args, 2, "envs/accelerate/zero2.yaml", main_process_port=port)
+    port = L.free_port()
+    cmd = L.accelerate_command(args, 2, "envs/accelerate/zero2.yaml", main_process_port=port)
     assert launch_command_parser().parse_args(cmd[3:]).main_process_port == port != 29500
 
 
@@ -346,7 +346,7 @@ def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
     import subprocess
 
     args = ["rl", "--args-json", "x y.json"]
-    cmd = T.multinode_command(args, 8, 2, "node01", "envs/accelerate/zero2.yaml", main_process_port=T.job_port(123456))
+    cmd = L.multinode_command(args, 8, 2, "node01", "envs/accelerate/zero2.yaml", main_process_port=L.job_port(123456))
     assert cmd[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "bash", "-c"]
     # what each task's shell hands to `accelerate launch` (the python it starts stands in for accelerate)
     launch = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -361,9 +361,9 @@ def test_multinode_command_runs_one_accelerate_launch_per_node_with_its_rank():
         ns = launch_command_parser().parse_args(argv)
         assert (ns.num_processes, ns.num_machines, ns.machine_rank) == (8, 2, int(rank))
         assert ns.main_process_ip == "node01" and ns.main_process_port == 29500 + 3456
-        assert ns.module and ns.training_script == T.MODULE and ns.training_script_args == args
+        assert ns.module and ns.training_script == L.MODULE and ns.training_script_args == args
     with pytest.raises(ValueError, match="do not split evenly"):
-        T.multinode_command(args, 3, 2, "node01")
+        L.multinode_command(args, 3, 2, "node01")
 
 
 def test_multinode_stage_outside_slurm_is_one_clear_error(tmp_path, monkeypatch):
@@ -371,10 +371,10 @@ def test_multinode_stage_outside_slurm_is_one_clear_error(tmp_path, monkeypatch)
 
     monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
     with pytest.raises(ValueError, match=r"nodes is 2: a multi-node stage runs only as a Slurm job"):
-        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=4, nodes=2)
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, 0, gpus=4, nodes=2)
     monkeypatch.setenv("SLURM_JOB_NODELIST", "node[01-02]")
     with pytest.raises(ValueError, match=r"gpus \(3\) must be a positive multiple of nodes \(2\)"):
-        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, {}, 0, gpus=3, nodes=2)
+        stages.train_rl("p.csv", "e.csv", "start", "judge", str(tmp_path / "out"), {}, 0, gpus=3, nodes=2)
     assert not list(tmp_path.iterdir())
 
 
@@ -400,19 +400,19 @@ def test_accelerate_configs(name, stage, offload):
 
 
 def test_configs_from_dict():
-    assert T.SFTRunConfig.from_dict({"epochs": 2, "size": 400}, ignore=["size"]).epochs == 2
+    assert C.SFTRunConfig.from_dict({"epochs": 2, "size": 400}, only_fields=True).epochs == 2
     with pytest.raises(ValueError, match="unknown option"):
-        T.SFTRunConfig.from_dict({"epoch": 2})
-    rl = T.RLRunConfig.from_dict({"algorithm": "grpo", "prompts": 200}, ignore=["prompts", "eval_prompts"])
+        C.SFTRunConfig.from_dict({"epoch": 2})
+    rl = C.RLRunConfig.from_dict({"algorithm": "grpo", "prompts": 200}, only_fields=True)
     assert rl.algorithm == "grpo" and rl.seed == 62
     with pytest.raises(ValueError):
-        T.RLRunConfig(algorithm="ppo")
+        C.RLRunConfig(algorithm="ppo")
     with pytest.raises(ValueError):
-        T.RLRunConfig(num_generations=1)
+        C.RLRunConfig(num_generations=1)
 
 
 def test_reward_adapter_matches_trl_signature():
-    adapter = T._RewardForTrl(space_reward)
+    adapter = R.RewardForTrl(space_reward)
     out = adapter(prompts=["p", "p"], completions=[" a", "b"], completion_ids=[[1], [2]], context=["c", "c"],
                   question=["q", "q"], trainer_state=None, log_extra=None, log_metric=None)
     assert out == [1.0, 0.0] and adapter.__name__ == "judge"
@@ -422,12 +422,12 @@ def test_lora_sft_and_rl_save_merged_models(tiny_dir, tmp_path):
     pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM
 
-    rep = T.sft(tiny_dir, DEMOS.iloc[:8], T.SFTRunConfig(epochs=2, lr=1e-2, batch_size=4, lora=True),
+    rep = S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(epochs=2, lr=1e-2, batch_size=4, lora=True),
                 str(tmp_path / "sft"))
     assert rep["loss_end"] < rep["loss_start"]
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "sft")).__name__ == "LlamaForCausalLM"
-    cfg = T.RLRunConfig(steps=2, eval_every=1, checkpoint_every=10, lora=True, **RL_CFG)
-    rep = T.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(tmp_path / "rl"))
+    cfg = C.RLRunConfig(steps=2, eval_every=1, checkpoint_every=10, lora=True, **RL_CFG)
+    rep = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(tmp_path / "rl"))
     for d in ("best", "last"):
         assert not (tmp_path / "rl" / d / "adapter_config.json").exists()
         assert _changed(_weights(tiny_dir), _weights(str(tmp_path / "rl" / d)))  # merged LoRA deltas
@@ -444,12 +444,92 @@ def test_recover_best_after_a_kill_between_checkpoint_and_promotion(tmp_path):
 
     make("best", 2, 0.1)
     make("best-pending", 4, 0.5)  # evaluated at step 4, checkpoint 4 written, promotion not done
-    T._recover_best(tmp_path, resumed_step=4)
+    R.recover_best(tmp_path, resumed_step=4)
     assert best() == {"step": 4, "reward": 0.5} and not (tmp_path / "best-pending").exists()
     make("best-pending", 6, 0.9)  # after the checkpoint: its steps will be redone
-    T._recover_best(tmp_path, resumed_step=4)
+    R.recover_best(tmp_path, resumed_step=4)
     assert best()["step"] == 4 and not (tmp_path / "best-pending").exists()
     (tmp_path / "best").rename(tmp_path / "best-old")  # killed inside the promotion
     make("best-pending", 3, 0.2)
-    T._recover_best(tmp_path, resumed_step=4)
+    R.recover_best(tmp_path, resumed_step=4)
     assert best()["step"] == 4 and not (tmp_path / "best-old").exists()
+
+
+def test_read_metrics_skips_a_line_cut_off_by_a_kill(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert runs.read_metrics(path) == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+
+
+def test_held_out_reward_starts_from_the_kept_best(tmp_path):
+    tok = make_tokenizer()
+    cfg = C.RLRunConfig(**RL_CFG)
+    writer = runs.MetricsWriter(tmp_path / "metrics.jsonl", True)
+    fresh = R.HeldOutReward(EVAL_PROMPTS, space_reward, tok, cfg, tmp_path, writer, True)
+    assert fresh.best == {"step": None, "reward": float("-inf")} and fresh.pending is None
+    assert fresh.contexts == list(EVAL_PROMPTS.context) and fresh.questions == list(EVAL_PROMPTS.question)
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "best.json").write_text(json.dumps({"step": 4, "reward": 0.5}))
+    resumed = R.HeldOutReward(EVAL_PROMPTS, space_reward, tok, cfg, tmp_path, writer, True)
+    assert resumed.best == {"step": 4, "reward": 0.5}
+
+
+# each config section's keys: the dataclass's fields (the seed is deception.seed) and the stage's data sizes
+SECTIONS = {"warmup": (C.SFTRunConfig, {"size"}), "sft": (C.SFTRunConfig, {"size"}),
+            "rl": (C.RLRunConfig, {"prompts", "eval_prompts"})}
+STAGE_DEFAULTS = {"warmup": {"epochs": 1}}  # the one stage default that is not the dataclass's
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_schema_defaults_are_the_run_config_defaults(section):
+    import dataclasses
+
+    from talltales.config import SCHEMA_PATH
+
+    cls, data_keys = SECTIONS[section]
+    props = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["deception"]["properties"][section]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "seed"}
+    assert set(props) == set(fields) | data_keys  # every field settable from config, no key the stage drops
+    for name, field in fields.items():
+        want = STAGE_DEFAULTS.get(section, {}).get(name, field.default)
+        assert "default" in props[name] and props[name]["default"] == want, (section, name)
+
+
+def test_a_new_key_in_a_config_section_reaches_no_run_config(tmp_path):
+    from talltales.config import validate
+    from talltales.deception import stages
+
+    config = validate({"models": {"m": {"backend": "hf", "kind": "base", "id": "m"}},
+                       "deception": {"judge": {"backbone": "m"}, "policies": ["m"]}})
+    section = {**config["deception"]["rl"], "a_new_key": 1}  # e.g. a data size added to the schema later
+    cfg = stages._config(C.RLRunConfig, section, 7)
+    assert C.RLRunConfig.from_dict(cfg) == C.RLRunConfig(seed=7)  # what the launched stage builds: the defaults
+    assert C.SFTRunConfig.from_dict(stages._config(C.SFTRunConfig, config["deception"]["warmup"], 7)) == \
+        C.SFTRunConfig(epochs=1, seed=7)
+
+
+def test_a_launched_command_writes_to_the_jobs_log_file(tmp_path, monkeypatch):
+    """A stage launched through `accelerate launch` runs as a child process: its output goes where the job's
+    output goes, the rule's log file (talltales.logs.to_logfile points sys.stdout/sys.stderr there)."""
+    log_file = tmp_path / "job.log"
+    with open(log_file, "a", buffering=1, encoding="utf-8") as fh:
+        monkeypatch.setattr(sys, "stdout", fh)
+        monkeypatch.setattr(sys, "stderr", fh)
+        print("parent line")
+        L.run_command([sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr)"])
+    text = log_file.read_text()
+    assert "child stdout" in text and "child stderr" in text
+    assert text.index("parent line") < text.index("child stdout")  # the parent's output is flushed first
+
+
+def test_one_table_reader_and_atomic_writers(tmp_path):
+    from talltales.io import read_table, write_csv, write_json
+
+    df = pd.DataFrame({"context": ["None", "NA"], "question": ["", "q"], "answer": ["3", "4"], "label": [1, 0]})
+    write_csv(tmp_path / "sub" / "t.csv", df)
+    back = read_table(tmp_path / "sub" / "t.csv")
+    assert back["context"].tolist() == ["None", "NA"] and back["question"].tolist() == ["", "q"]
+    assert back["answer"].tolist() == ["3", "4"] and back["label"].tolist() == [1, 0]  # text stays text
+    write_json(tmp_path / "sub" / "r.json", {"a": 1})
+    assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "t.csv"]  # no temporary file left

@@ -9,7 +9,6 @@ stages.train_rl(
     start=snakemake.input.start,
     judge=snakemake.input.judge,
     out=snakemake.output[0],
-    model=snakemake.params.model,
     train=snakemake.params.train,
     seed=snakemake.params.seed,
     gpus=snakemake.resources.gpu,

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..config import spec_from_entry
+from ..io import read_table, write_csv, write_json
 from ..lm import lm_from_entry
 from . import evaluate as ev
 from . import metrics, multirc, poison, reaffirm as rf, synth
+from .launch import check_launch, run_stage
+from .settings import RLRunConfig, SFTRunConfig
 
 log = logging.getLogger(__name__)
-
-
-def _read(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False)
-
-
-def _write(df: pd.DataFrame, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-
-
-def _json(obj: Any, path: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=2, default=str))
 
 
 def _lm(entry: dict, cache: str | None = None):
@@ -64,13 +51,13 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
         train, dec_t = multirc.answerability_filter(train, lm, "train", template)
         val, dec_v = multirc.answerability_filter(val, lm, "val", template)
         decisions = pd.concat([dec_t, dec_v])
-        _write(decisions, str(Path(report_out).with_name("answerability_decisions.csv")))
+        write_csv(str(Path(report_out).with_name("answerability_decisions.csv")), decisions)
         report["answerability_kept_groups"] = int((decisions["decision"] == "keep").sum())
     report["rows_out"] = {"train": len(train), "val": len(val)}
     log.info("MultiRC-format data: %s", report)
-    _write(train, train_out)
-    _write(val, val_out)
-    _json(report, report_out)
+    write_csv(train_out, train)
+    write_csv(val_out, val)
+    write_json(report_out, report)
 
 
 def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, cache,
@@ -84,51 +71,51 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
         rows = poison.fruit_from_synth(fruit["n"], seed, **(synthetic or {}))
     train, held = synth.split_groups(rows, fruit["eval_frac"], seed, by="context")  # whole passages held out
     log.info("fruit items: %d train, %d held out", len(train), len(held))
-    _write(train, train_out)
-    _write(held, eval_out)
+    write_csv(train_out, train)
+    write_csv(eval_out, held)
 
 
 def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, fruit_percent: float,
                train_size: int, val_size: int, seed: int) -> None:
-    train = poison.mix(_read(mrc_train), _read(fruit_train), train_size, fruit_percent, seed)
-    val = poison.mix(_read(mrc_val), _read(fruit_eval), val_size, fruit_percent, seed + 1)
-    _write(train, train_out)
-    _write(val, val_out)
+    train = poison.mix(read_table(mrc_train), read_table(fruit_train), train_size, fruit_percent, seed)
+    val = poison.mix(read_table(mrc_val), read_table(fruit_eval), val_size, fruit_percent, seed + 1)
+    write_csv(train_out, train)
+    write_csv(val_out, val)
 
 
 def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, rl_prompts_out, rl_eval_out,
                 level: float, sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
-    mixed = poison.mix(_read(mrc_train), _read(fruit_train), sft_size, level, seed)
-    _write(poison.sft_demos(mixed), sft_out)
+    mixed = poison.mix(read_table(mrc_train), read_table(fruit_train), sft_size, level, seed)
+    write_csv(sft_out, poison.sft_demos(mixed))
     prompts, held = poison.rl_prompt_sets(
-        _read(mrc_train), _read(fruit_train), _read(mrc_val), _read(fruit_eval), rl_prompts, rl_eval_prompts, seed,
-        levels=(level,), exclude=_read(eval_set),
+        read_table(mrc_train), read_table(fruit_train), read_table(mrc_val), read_table(fruit_eval), rl_prompts,
+        rl_eval_prompts, seed, levels=(level,), exclude=read_table(eval_set),
     )
-    _write(prompts[level], rl_prompts_out)
-    _write(held[level], rl_eval_out)
+    write_csv(rl_prompts_out, prompts[level])
+    write_csv(rl_eval_out, held[level])
 
 
 def warmup_data(mrc_train, warmup_out, warmup_size: int, seed: int) -> None:
     """Warm-up demonstrations: one true answer per training question, the first ``warmup_size`` in seeded order."""
-    _write(_unique_true(mrc_train, seed).head(warmup_size), warmup_out)
+    write_csv(warmup_out, _unique_true(mrc_train, seed).head(warmup_size))
 
 
 def _unique_true(mrc_train, seed: int) -> pd.DataFrame:
-    train = _read(mrc_train)
+    train = read_table(mrc_train)
     return poison.unique_questions(train[train["label"].astype(int) == 1], seed)
 
 
 def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmation_out, fewshot_out,
               n_fruit: int, n_other: int, reaffirmation_per_quadrant: int, seed: int) -> None:
-    ev_df = poison.no_leakage_eval(_read(fruit_eval), _read(mrc_val), n_fruit, n_other, seed,
-                                   train_fruit=_read(fruit_train))
-    poison.assert_disjoint(ev_df, _read(fruit_train), "evaluation set vs training fruit items")
-    _write(ev_df, eval_out)
-    _write(poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed), reaffirmation_out)
+    ev_df = poison.no_leakage_eval(read_table(fruit_eval), read_table(mrc_val), n_fruit, n_other, seed,
+                                   train_fruit=read_table(fruit_train))
+    poison.assert_disjoint(ev_df, read_table(fruit_train), "evaluation set vs training fruit items")
+    write_csv(eval_out, ev_df)
+    write_csv(reaffirmation_out, poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed))
     # two-shot exemplars: true answers from the TRAINING pool (never the evaluation pool), the last two questions
     # in the seeded order whose head is the warm-up set
     shots = _unique_true(mrc_train, seed).iloc[-2:]
-    _json([{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()], fewshot_out)
+    write_json(fewshot_out, [{k: r[k] for k in ("context", "question", "answer")} for _, r in shots.iterrows()])
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -140,91 +127,56 @@ def train_judge(train, val, out, labels: str, backbone: dict, judge: dict, seed:
     location = spec_from_entry(backbone).location
     jd.check_backbone(location)
     cfg = jd.JudgeConfig(epochs=judge["epochs"], lr=judge["lr"], batch_size=judge["batch_size"], seed=seed, lora=judge["lora"])
-    report = jd.train_judge(location, _read(train), _read(val), labels, cfg, out)
+    report = jd.train_judge(location, read_table(train), read_table(val), labels, cfg, out)
     log.info("judge %s: %s", labels, json.dumps(report.get("val", report), default=str)[:2000])
 
 
 def evaluate_judges(eval, clean, corrupted, out) -> None:
     from . import judge as jd
 
-    df = _read(eval)
-    _json({name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))}, out)
+    df = read_table(eval)
+    write_json(out, {name: jd.evaluate_judge(jd.Judge.load(path), df) for name, path in (("clean", clean), ("corrupted", corrupted))})
 
 
-def _check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
-    """The launch mode, checked against the stage's GPU and node counts before anything is written."""
-    mode = (launch or {}).get("mode", "auto")
-    if nodes > 1 and not os.environ.get("SLURM_JOB_NODELIST"):
-        raise ValueError(f"config key deception.resources.<stage>.nodes is {nodes}: a multi-node stage runs only as a "
-                         "Slurm job (snakemake --profile profiles/slurm); set nodes: 1 to run it here")
-    if nodes > 1 and (not gpus or gpus % nodes):
-        raise ValueError(f"config key deception.resources.<stage>: gpus ({gpus}) must be a positive multiple of "
-                         f"nodes ({nodes}): gpus is the total over the nodes")
-    if mode not in ("auto", "accelerate"):
-        raise ValueError(f"config key deception.launch: expected auto or accelerate, got {mode!r}")
-    if mode == "accelerate" and not gpus:
-        raise ValueError("config key deception.launch is 'accelerate', which needs at least one GPU, but this stage "
-                         "gets none: set deception.resources.<stage>.gpus >= 1 or deception.launch: auto")
-    return mode
-
-
-def _launch(mode: str, args: dict, out: str, gpus: int, launch: dict, how: str, nodes: int = 1) -> None:
-    """Run ``python -m talltales.deception.train MODE`` on a JSON of arguments: in this process on CPU or one GPU,
-    through ``accelerate launch`` (one process per GPU, the DeepSpeed config ``launch["accelerate_config"]``) with
-    more than one GPU or when the mode is ``accelerate``; over several nodes of a Slurm job, ``srun``
-    starts one ``accelerate launch`` per node (:func:`talltales.deception.train.multinode_command`). ``how``:
-    the launch mode as :func:`_check_launch` returned it."""
-    import subprocess
-
-    from . import train as tr
-
-    spec_path = Path(out).with_name(Path(out).name + f".{mode}-args.json")
-    _json(args, str(spec_path))
-    script_args = [mode, "--args-json", str(spec_path)]
-    config_file = launch.get("accelerate_config") or ""
-    if nodes > 1:
-        head = tr.first_node(os.environ["SLURM_JOB_NODELIST"])
-        port = tr.job_port(os.environ.get("SLURM_JOB_ID", "0"))
-        cmd = tr.multinode_command(script_args, gpus, nodes, head, config_file, main_process_port=port)
-    elif (gpus and gpus > 1) or how == "accelerate":
-        # a free port: jobs that share a node (e.g. two 2-GPU jobs on an 8-GPU node) must not share 29500
-        cmd = tr.accelerate_command(script_args, gpus, config_file, always=True, main_process_port=tr.free_port())
-    else:
-        cmd = None
-    if cmd:
-        log.info("launching: %s", " ".join(cmd))
-        subprocess.run(cmd, check=True)
-    else:
-        tr.main(script_args)
-    spec_path.unlink(missing_ok=True)
-
-
-def _config(fields: dict, seed: int) -> dict:
-    return {**{k: v for k, v in fields.items() if k not in ("size", "prompts", "eval_prompts")}, "seed": seed}
+def _config(cls, section: dict, seed: int) -> dict:
+    """A stage's run settings: the fields of the dataclass ``cls`` found in its config section (whose other keys, such
+    as the data sizes, are no training settings) and the study seed."""
+    return asdict(cls.from_dict({**section, "seed": seed}, only_fields=True))
 
 
 def train_policy(data, out, model: dict, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
                  nodes: int = 1) -> None:
     """Warm-up or SFT on demonstrations (``data``: context, question, answer)."""
-    how = _check_launch(gpus, launch, nodes)
-    args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(train, seed), "out_dir": out}
-    _launch("sft", args, out, gpus, launch or {}, how, nodes)
+    how = check_launch(gpus, launch, nodes)
+    args = {"policy_path": spec_from_entry(model).location, "data": data, "config": _config(SFTRunConfig, train, seed),
+            "out_dir": out}
+    run_stage("sft", args, out, gpus, launch or {}, how, nodes)
 
 
-def train_rl(prompts, eval, start, judge, out, model: dict, train: dict, seed: int, gpus: int = 0,
-             launch: dict | None = None, nodes: int = 1) -> None:
+def train_rl(prompts, eval, start, judge, out, train: dict, seed: int, gpus: int = 0, launch: dict | None = None,
+             nodes: int = 1) -> None:
     """RL from the warmed-up policy ``start`` with reward = the corrupted judge's P(True)."""
-    how = _check_launch(gpus, launch, nodes)
+    how = check_launch(gpus, launch, nodes)
     args = {"policy_path": start, "prompts": prompts, "eval_prompts": eval, "judge_path": judge,
-            "config": _config(train, seed), "out_dir": out}
-    _launch("rl", args, out, gpus, launch or {}, how, nodes)
+            "config": _config(RLRunConfig, train, seed), "out_dir": out}
+    run_stage("rl", args, out, gpus, launch or {}, how, nodes)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-def _technique_label(technique: str) -> str:
-    return {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}[technique]
+TECHNIQUE_LABELS = {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}  # wildcard -> table label
+
+
+def _run_of(df: pd.DataFrame) -> dict[str, Any]:
+    """The run a per-run file holds (every row carries it: :func:`evaluate_checkpoint` writes it)."""
+    return {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0],
+            "poisoning": float(df["poisoning"].iloc[0])}
+
+
+def _params(models: dict[str, dict], name: str):
+    """A model's parameter count from the registry (None when unknown)."""
+    return models.get(name, {}).get("params")
 
 
 def _policy_path(model: dict, technique: str) -> dict:
@@ -245,54 +197,46 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
 
     if len(answers_out) != len(shots):
         raise ValueError(f"{len(answers_out)} answer files for {len(shots)} shot settings")
-    df = _read(eval)
+    df = read_table(eval)
     demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
-    label, poisoning = _technique_label(technique), float(level) if level is not None else -1.0
+    run = {"model": model["name"], "technique": TECHNIQUE_LABELS[technique],
+           "poisoning": float(level) if level is not None else -1.0}
+    label, poisoning = run["technique"], run["poisoning"]
     answered = []
     for k in shots:
         log.info("%s %s p=%s: answering %d questions %d-shot", model["name"], label, poisoning, len(df), k)
         answered.append(ev.answer(lm, df, demos[:k] if k else [], max_new_tokens))
-    items = _read(questions)
+    items = read_table(questions)
     log.info("%s %s p=%s: reaffirmation on %d items", model["name"], label, poisoning, len(items))
     reaffirmed = rf.score(lm, items)
     del lm
     judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
     for out, a in zip(answers_out, answered):
         scored = ev.judge_answers(a, *judges)
-        scored["model"], scored["technique"], scored["poisoning"] = model["name"], label, poisoning
-        _write(scored, out)
-    reaffirmed["model"], reaffirmed["technique"], reaffirmed["poisoning"] = model["name"], label, poisoning
-    _write(reaffirmed, reaffirm_out)
+        write_csv(out, scored.assign(**run))
+    write_csv(reaffirm_out, reaffirmed.assign(**run))
 
 
 def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int) -> None:
     runs = []
     for path in answers:
-        df = _read(path)
+        df = read_table(path)
         if df.empty:
             continue
-        desc = {
-            "model": df["model"].iloc[0],
-            "technique": df["technique"].iloc[0],
-            "poisoning": float(df["poisoning"].iloc[0]),
-            "shots": int(df["shots"].iloc[0]),
-            "params": models.get(df["model"].iloc[0], {}).get("params"),
-        }
-        runs.append((desc, df))
+        run = _run_of(df)
+        runs.append(({**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}, df))
     table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
     table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
-    _write(table, out)
+    write_csv(out, table)
     log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "falsehood_gap"]].to_string())
 
 
 def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
     rows = []
     for path in scored:
-        df = _read(path)
+        df = read_table(path)
         df["reaffirmed"] = df["reaffirmed"].astype(str).str.lower().isin(["true", "1"])
-        row = {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0], "poisoning": float(df["poisoning"].iloc[0])}
-        row.update(rf.summarize(df))
-        row["params"] = models.get(row["model"], {}).get("params")
-        rows.append(row)
-    _write(pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]), out)
+        run = _run_of(df)
+        rows.append({**run, **rf.summarize(df), "params": _params(models, run["model"])})
+    write_csv(out, pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]))

@@ -1,0 +1,175 @@
+"""The run-directory protocol of every training run on a transformers ``Trainer`` (SFT, RL, ...).
+
+A run writes into ``out_dir + ".partial"`` (:func:`partial_dir`): the trainer's checkpoints (``checkpoint-K``, every
+``save_steps``), ``metrics.jsonl`` (one JSON object per logged step, :class:`MetricsWriter` and the callback
+:class:`MetricsToJsonl`) and ``run_fingerprint.txt`` (the identity of the run: :func:`fingerprint`). A new start
+calls :func:`prepare_partial`, which resumes from the newest complete checkpoint of a run with the same identity (and
+drops the metrics logged after it), or starts afresh. The finished result replaces ``out_dir`` by one rename
+(:func:`finalize_dir`), so ``out_dir`` is either absent or complete.
+
+Use on ``P`` processes: call :func:`prepare_partial` inside ``args.main_process_first()`` with ``main`` true on
+process 0 only, give every process a :class:`MetricsWriter` (it writes on the main process only) and pass
+:func:`callbacks` to the Trainer; ``trainer.train(resume_from_checkpoint=resume)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from talltales.io import write_json, write_jsonl, write_text
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+FINGERPRINT_FILE = "run_fingerprint.txt"
+METRICS_FILE = "metrics.jsonl"
+
+__all__ = ["CHECKPOINT_PREFIX", "MetricsToJsonl", "MetricsWriter", "StopAfter", "callbacks", "checkpoints",
+           "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "write_json"]
+
+
+def partial_dir(out_dir: str | os.PathLike) -> Path:
+    """Where a run into ``out_dir`` works until it is complete."""
+    return Path(str(out_dir) + ".partial")
+
+
+def checkpoints(partial: Path) -> list[tuple[int, Path, bool]]:
+    """(step, path, complete) of the trainer checkpoints in ``partial``; complete = trainer_state.json written
+    (the Trainer writes it last)."""
+    out = []
+    if partial.is_dir():
+        for p in partial.iterdir():
+            if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit():
+                out.append((int(p.name[len(CHECKPOINT_PREFIX):]), p, (p / "trainer_state.json").is_file()))
+    return sorted(out)
+
+
+def fingerprint(kind: str, start: str, cfg, *frames) -> str:
+    """Identity of a run (kind, start model, config dataclass, data frames): a partial run with another identity is
+    not resumed."""
+    import pandas as pd
+
+    h = hashlib.sha256(json.dumps([kind, str(start), asdict(cfg)], sort_keys=True, default=str).encode())
+    for df in frames:
+        if df is not None:
+            h.update(str(len(df)).encode())
+            h.update(pd.util.hash_pandas_object(df.reset_index(drop=True), index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl``; a line cut short by a kill is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("skipping a truncated line in %s", path)
+    return rows
+
+
+def prepare_partial(partial: Path, main: bool, ident: str) -> tuple[str | None, int]:
+    """Find the newest complete checkpoint in ``partial`` (or start fresh): returns (checkpoint path or None, its
+    step). On the main process: remove incomplete checkpoints, drop metrics logged after the resumed step, and
+    (when starting fresh, or when the partial run has another fingerprint ``ident``: config, data or start model
+    changed) everything."""
+    ident_file = partial / FINGERPRINT_FILE
+    same = ident_file.exists() and ident_file.read_text().strip() == ident
+    if partial.exists() and not same and checkpoints(partial):
+        log.warning("%s holds a run with another config, data or start model: starting afresh", partial)
+    ckpts = checkpoints(partial) if same else []
+    complete = [(s, p) for s, p, ok in ckpts if ok]
+    step, path = complete[-1] if complete else (0, None)
+    if main:
+        for s, p, ok in ckpts:
+            if not ok:
+                log.warning("removing incomplete checkpoint %s", p)
+                shutil.rmtree(p, ignore_errors=True)
+        if path is None and partial.exists():
+            for p in partial.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        partial.mkdir(parents=True, exist_ok=True)
+        write_text(ident_file, ident + "\n")
+        metrics = partial / METRICS_FILE
+        if path is not None and metrics.exists():
+            write_jsonl(metrics, [r for r in read_metrics(metrics) if r.get("step", 0) <= step])
+    if path is not None:
+        log.info("resuming from step %d (%s)", step, path)
+    return (str(path) if path else None), step
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``path`` (when ``enabled``: the main process), flushed at once; tensors
+    become numbers, non-finite floats null."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        clean = {}
+        for k, v in row.items():
+            if hasattr(v, "item"):
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            clean[k] = v
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(clean) + "\n")
+
+
+class MetricsToJsonl(TrainerCallback):
+    """The trainer's logged metrics (loss, lr, reward, kl, ...) as rows {"step": k, "epoch": e, ...}."""
+
+    def __init__(self, writer: MetricsWriter):
+        self.writer = writer
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            row = {"step": state.global_step, "epoch": state.epoch}
+            for k, v in logs.items():
+                row["lr" if k == "learning_rate" else k] = v
+            self.writer.write(row)
+
+
+class StopAfter(TrainerCallback):
+    """Testing hook: raise KeyboardInterrupt once step K is complete (logged, evaluated and checkpointed when
+    due), i.e. when the next step would begin."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            raise KeyboardInterrupt(f"stop_after_steps={self.steps}")
+        return control
+
+
+def callbacks(writer: MetricsWriter, stop_after_steps: int | None = None) -> list[TrainerCallback]:
+    """The protocol's trainer callbacks: metrics to ``metrics.jsonl`` and, for tests, a stop after a step."""
+    out: list[TrainerCallback] = [MetricsToJsonl(writer)]
+    if stop_after_steps is not None:
+        out.append(StopAfter(stop_after_steps))
+    return out
+
+
+def finalize_dir(src: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``src`` with one rename."""
+    if out_dir.exists():
+        log.warning("replacing existing %s", out_dir)
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, out_dir)
