@@ -34,14 +34,15 @@ RESOURCES = {
     "sft": {"gpus": 2, "cpus_per_gpu": 1, "mem_mb": 2300, "runtime": 23},
     "rl": {"gpus": 2, "cpus_per_gpu": 2, "mem_mb": 2400, "runtime": 24},
 }
-STAGE_OF_RULE = {"train_judge": "judge", "warmup": "warmup", "sft": "sft", "rl": "rl"}
+STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup", "deception_sft": "sft",
+                 "deception_rl": "rl"}
 EVAL_RULES = {"mwe_eval", "deception_eval"}  # one GPU each (profiles/slurm set-resources)
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation"}
 # Injected failures: the corrupted judge fails once (the profile's one retry, with doubled memory and time, passes);
 # RL at 100 % fails on both attempts, so the first run stops; the rerun finds the failures spent.
-FAULTS = {"train_judge": {"times": 1, "wildcards": {"judge": "corrupted"}},
-          "rl": {"times": 2, "wildcards": {"level": 100}}}
+FAULTS = {"deception_train_judge": {"times": 1, "wildcards": {"judge": "corrupted"}},
+          "deception_rl": {"times": 2, "wildcards": {"level": 100}}}
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(?:([^/\s]+)/)?\d+\.log\)")
 
 
@@ -94,8 +95,8 @@ def dag(slurm_cluster, tmp_path_factory):
 def test_first_run_stops_at_the_failed_job_and_the_rerun_completes(dag):
     assert dag["rc1"] != 0, dag["out1"][-3000:]
     # reported failed, with the rule log's reason (the profile's show-failed-logs); the rerun replaced that log
-    assert re.search(r"Error in rule rl:", dag["out1"]), dag["out1"][-3000:]
-    assert "config key fault_injection.rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
+    assert re.search(r"Error in rule deception_rl:", dag["out1"]), dag["out1"][-3000:]
+    assert "config key fault_injection.deception_rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
     assert dag["rc2"] == 0, dag["out2"][-6000:]
     assert (dag["workdir"] / "results" / "plots" / "scaling_rl.png").exists()
     assert (dag["workdir"] / "results" / "deception" / "tables" / "results.csv").exists()
@@ -117,9 +118,9 @@ def test_the_rerun_resubmits_no_finished_job(dag):
     first_done = {(rule, wc) for jobid, rule, wc in dag["jobs1"] if dag["rows"][jobid]["State"] == "COMPLETED"}
     second = {(rule, wc) for _, rule, wc in dag["jobs2"]}
     assert first_done and second and not first_done & second
-    assert ("rl", "smollm2-135m-instruct_100") in second
+    assert ("deception_rl", "smollm2-135m-instruct_100") in second
     # the failed job: two attempts in the first run, both FAILED in sacct, the second with doubled memory and time
-    failed = [j for j, r, w in dag["jobs1"] if r == "rl" and w.endswith("100")]
+    failed = [j for j, r, w in dag["jobs1"] if r == "deception_rl" and w.endswith("100")]
     assert len(failed) == 2 and all(dag["rows"][j]["State"].startswith("FAILED") for j in failed)
     mems = [tres(dag["rows"][j]["ReqTRES"])["mem"] for j in failed]
     assert mems == [f"{RESOURCES['rl']['mem_mb']}M", f"{2 * RESOURCES['rl']['mem_mb']}M"]
@@ -127,14 +128,14 @@ def test_the_rerun_resubmits_no_finished_job(dag):
 
 
 def test_a_failure_within_the_retries_is_resubmitted_with_grown_memory_and_time(dag):
-    jobs = [j for j, r, w in dag["jobs1"] if r == "train_judge" and w == "corrupted"]
+    jobs = [j for j, r, w in dag["jobs1"] if r == "deception_train_judge" and w == "corrupted"]
     assert len(jobs) == 2, dag["jobs1"]
     first, second = (dag["rows"][j] for j in jobs)
     assert first["State"].startswith("FAILED") and second["State"] == "COMPLETED"
     mem = RESOURCES["judge"]["mem_mb"]
     assert tres(first["ReqTRES"])["mem"] == f"{mem}M" and tres(second["ReqTRES"])["mem"] == f"{2 * mem}M"
     assert (first["Timelimit"], second["Timelimit"]) == ("00:21:00", "00:42:00")
-    clean = [j for j, r, w in dag["jobs1"] + dag["jobs2"] if r == "train_judge" and w == "clean"]  # either run
+    clean = [j for j, r, w in dag["jobs1"] + dag["jobs2"] if r == "deception_train_judge" and w == "clean"]  # either run
     assert len(clean) == 1 and dag["rows"][clean[0]]["State"] == "COMPLETED"
     assert tres(dag["rows"][clean[0]]["ReqTRES"])["mem"] == f"{mem}M"
 
@@ -168,7 +169,7 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
 
 def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(dag):
     workdir = dag["workdir"]
-    for rule, stage in (("sft", "sft"), ("rl", "rl")):
+    for rule, stage in (("deception_sft", "sft"), ("deception_rl", "rl")):
         jobs = [(j, w) for j, r, w in dag["jobs1"] + dag["jobs2"] if r == rule and dag["rows"][j]["State"] == "COMPLETED"]
         assert jobs, rule
         for jobid, wc in jobs:
@@ -176,11 +177,11 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
             assert sorted(s for s in dag["steps"] if s.startswith(jobid + ".")) == [f"{jobid}.0", f"{jobid}.batch"]
         policy = "smollm2-135m-instruct"
         for level in (0, 100):
-            log = (workdir / "logs" / "deception" / "policies" / rule / policy / f"p{level}.log").read_text()
+            log = (workdir / "logs" / "deception" / "policies" / stage / policy / f"p{level}.log").read_text()
             # ... which started accelerate launch with one process per GPU ...
             launches = re.findall(r"launching: .*accelerate\.commands\.launch .*--num_processes (\d+) ", log)
             assert launches and set(launches) == {str(RESOURCES[stage]["gpus"])}, log[-2000:]
-            report = json.loads((workdir / "results" / "deception" / "policies" / rule / policy / f"p{level}"
+            report = json.loads((workdir / "results" / "deception" / "policies" / stage / policy / f"p{level}"
                                  / "train_report.json").read_text())
             # ... and the training ran in that many processes
             assert report["world_size"] == RESOURCES[stage]["gpus"] and report["distributed_type"] == "MULTI_CPU"
@@ -196,11 +197,11 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     workdir = dag["workdir"]
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "gpus": 8, "cpus_per_gpu": 1}
-    cfg["fault_injection"] = {"rl": {"times": 1, "wildcards": {"level": 0}}}
+    cfg["fault_injection"] = {"deception_rl": {"times": 1, "wildcards": {"level": 0}}}
     write_config(workdir, cfg)
     rc, out, jobs = run_on_slurm(slurm_cluster, workdir, workdir / "profile", "--retries", "0", "-f",
                                  "results/deception/policies/rl/smollm2-135m-instruct/p0")
-    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("rl", "smollm2-135m-instruct_0")], out[-3000:]
+    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_0")], out[-3000:]
     row = accounted(slurm_cluster, jobs[0][0])[jobs[0][0]]
     assert row["State"].startswith("FAILED") and row["Partition"] == "gpu", row
     assert tres(row["ReqTRES"])["gres/gpu"] == "8" and tres(row["AllocTRES"])["gres/gpu"] == "8", row
