@@ -21,7 +21,7 @@ LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accel
 
 
 wildcard_constraints:
-    level=alternatives([re.escape(x) for x in LEVELS]),
+    level=alternatives(LEVELS),
     policy=alternatives(POLICIES),
     judge="clean|corrupted",
     technique="sft|rl",
