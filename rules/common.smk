@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import talltales.config as ttc
+import talltales.faults as faults
 
 # JSON schema with defaults (filled into `config`), then the cross-reference checks; both before any job runs.
 # talltales.config.validate also fills defaults behind $ref and runs the cross-reference checks.
@@ -82,9 +83,10 @@ def stage_resources(spec, multinode=True):
     return out
 
 
+
 def check_fault_injection(rule_names):
-    """config key fault_injection names rules of this workflow (a typo would silently inject nothing)."""
-    unknown = sorted(set(config.get("fault_injection") or {}) - set(rule_names))
-    if unknown:
-        raise WorkflowError(f"invalid configuration: config key fault_injection: unknown rule(s) {', '.join(unknown)}; "
-                            f"rules of this workflow: {', '.join(sorted(rule_names))}")
+    """The test hook TALLTALES_FAULTS (talltales.faults) names rules of this workflow."""
+    try:
+        faults.check_rules(faults.load_spec(), rule_names)
+    except faults.FaultSpecError as err:
+        raise WorkflowError(f"invalid test hook: {err}")

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEFILE, make_config, planned_rules, write_config
+from talltales.faults import ENV
 from test_slurm import accounted, sacct, tres
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -58,11 +59,14 @@ def slurm_test_profile(cluster, folder: Path) -> Path:
     return folder
 
 
-def run_on_slurm(cluster, workdir: Path, profile: Path, *args: str) -> tuple[int, str, list[tuple[str, str, str]]]:
-    """Snakemake with the profile; (exit status, output, [(Slurm job id, rule, wildcards)] in submission order)."""
+def run_on_slurm(cluster, workdir: Path, profile: Path, *args: str,
+                 faults: dict | None = None) -> tuple[int, str, list[tuple[str, str, str]]]:
+    """Snakemake with the profile, ``faults`` in TALLTALES_FAULTS (which sbatch passes on to the jobs: the plugin
+    submits with --export=ALL); (exit status, output, [(Slurm job id, rule, wildcards)] in submission order)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
            "--profile", str(profile), *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=2400)
+    env = {**cluster.env, **({ENV: json.dumps(faults)} if faults else {})}
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=2400)
     out = proc.stdout + proc.stderr
     return proc.returncode, out, SUBMITTED.findall(out)
 
@@ -77,13 +81,13 @@ def dag(slurm_cluster, tmp_path_factory):
     cfg = make_config(workdir, studies=("mwe", "deception"), deception={
         "resources": RESOURCES,
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
-    }, fault_injection=FAULTS)
+    })
     write_config(workdir, cfg)
     planned = planned_rules(workdir, "all")
     profile = slurm_test_profile(slurm_cluster, workdir / "profile")
     t0 = time.monotonic()
-    rc1, out1, jobs1 = run_on_slurm(slurm_cluster, workdir, profile, "all")
-    rc2, out2, jobs2 = run_on_slurm(slurm_cluster, workdir, profile, "all")
+    rc1, out1, jobs1 = run_on_slurm(slurm_cluster, workdir, profile, "all", faults=FAULTS)
+    rc2, out2, jobs2 = run_on_slurm(slurm_cluster, workdir, profile, "all", faults=FAULTS)
     (workdir / "run1.out").write_text(out1)  # for a look after a failure
     (workdir / "run2.out").write_text(out2)
     rows = final_rows(slurm_cluster, [j for j, _, _ in jobs1 + jobs2])
@@ -96,7 +100,7 @@ def test_first_run_stops_at_the_failed_job_and_the_rerun_completes(dag):
     assert dag["rc1"] != 0, dag["out1"][-3000:]
     # reported failed, with the rule log's reason (the profile's show-failed-logs); the rerun replaced that log
     assert re.search(r"Error in rule deception_rl:", dag["out1"]), dag["out1"][-3000:]
-    assert "config key fault_injection.deception_rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
+    assert "fault_injection.deception_rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
     assert dag["rc2"] == 0, dag["out2"][-6000:]
     assert (dag["workdir"] / "results" / "plots" / "scaling_rl.png").exists()
     assert (dag["workdir"] / "results" / "deception" / "tables" / "results.csv").exists()
@@ -192,15 +196,15 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
 
 def test_gpu_request_scales_from_config(dag, slurm_cluster):
     """deception.resources.rl.gpus: 8 gives an 8-GPU request (the node has 8 fake GPUs). The job is made to fail
-    at its start (fault_injection, no retry) so that only the request is exercised. (Runs after the DAG checks:
+    at its start (TALLTALES_FAULTS, no retry) so that only the request is exercised. (Runs after the DAG checks:
     forcing the job removes its RL output.)"""
     workdir = dag["workdir"]
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "gpus": 8, "cpus_per_gpu": 1}
-    cfg["fault_injection"] = {"deception_rl": {"times": 1, "wildcards": {"level": 0}}}
     write_config(workdir, cfg)
     rc, out, jobs = run_on_slurm(slurm_cluster, workdir, workdir / "profile", "--retries", "0", "-f",
-                                 "results/deception/policies/rl/smollm2-135m-instruct/p0")
+                                 "results/deception/policies/rl/smollm2-135m-instruct/p0",
+                                 faults={"deception_rl": {"times": 1, "wildcards": {"level": 0}}})
     assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_0")], out[-3000:]
     row = accounted(slurm_cluster, jobs[0][0])[jobs[0][0]]
     assert row["State"].startswith("FAILED") and row["Partition"] == "gpu", row
@@ -217,7 +221,6 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(dag, slurm_c
     workdir = dag["workdir"]
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "nodes": 2}
-    cfg.pop("fault_injection", None)
     write_config(workdir, cfg)
     profile = workdir / "profile"
     target = "results/deception/policies/rl/smollm2-135m-instruct/p100"
