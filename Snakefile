@@ -43,3 +43,8 @@ rule all:
 
 
 check_fault_injection([r.name for r in workflow.rules])
+
+
+# An interrupted or failed cluster run leaves no job of its own in the queue (talltales/slurm.py).
+onerror:
+    cancel_leftover_slurm_jobs(log)

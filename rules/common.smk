@@ -3,10 +3,12 @@
 import re
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 import talltales.config as ttc
 import talltales.faults as faults
+import talltales.slurm
 
 # JSON schema with defaults (filled into `config`), then the cross-reference checks; both before any job runs.
 # talltales.config.validate also fills defaults behind $ref and runs the cross-reference checks.
@@ -90,3 +92,9 @@ def check_fault_injection(rule_names):
         faults.check_rules(faults.load_spec(), rule_names)
     except faults.FaultSpecError as err:
         raise WorkflowError(f"invalid test hook: {err}")
+
+
+def cancel_leftover_slurm_jobs(logfile):
+    rid = talltales.slurm.cancel_run(logfile)
+    if rid:
+        logger.info(f"Cancelled any job of Slurm run {rid} still queued or running.")

@@ -212,31 +212,49 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     assert tres(row["AllocTRES"])["cpu"] == "8" and tres(row["ReqTRES"])["mem"] == f"{RESOURCES['rl']['mem_mb']}M"
 
 
-def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(dag, slurm_cluster):
+def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluster, tmp_path):
     """RL over 2 nodes (deception.resources.rl.nodes: 2): the plugin asks for 2 nodes with one task each and no
     srun wrapper (mpi), the GPUs in all; the one-node test cluster leaves it pending, and interrupting Snakemake
-    cancels it. (Runs last: forcing the job removes the RL output of the DAG above.)"""
+    cancels it, even in the middle of a status query (when the plugin's own list of jobs to cancel is empty: the
+    workflow's onerror handler cancels the run's jobs by name, talltales/slurm.py). Only this one job runs: its
+    inputs are placeholders (it never starts) and --allowed-rules keeps their rules out of the DAG."""
+    import queue
     import signal
+    import threading
 
-    workdir = dag["workdir"]
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
-    cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "nodes": 2}
+    workdir = tmp_path / "two_node"
+    cfg = make_config(workdir, studies=("deception",), deception={
+        "resources": {**RESOURCES, "rl": {**RESOURCES["rl"], "nodes": 2}},
+        "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
+    })
     write_config(workdir, cfg)
-    profile = workdir / "profile"
+    for folder in ("results/deception/policies/warmup/smollm2-135m-instruct", "results/deception/judges/corrupted",
+                   "results/deception/data"):
+        (workdir / folder).mkdir(parents=True)
+    for name in ("rl_prompts_p100.csv", "rl_eval_p100.csv"):
+        (workdir / "results/deception/data" / name).write_text("placeholder\n")
+    profile = slurm_test_profile(slurm_cluster, workdir / "profile")
     target = "results/deception/policies/rl/smollm2-135m-instruct/p100"
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
-                             "--profile", str(profile), "--verbose", "-f", target], cwd=workdir, env=slurm_cluster.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    jobid, lines = None, []
+                             "--profile", str(profile), "--verbose", "--allowed-rules", "deception_rl", "-f", target],
+                            cwd=workdir, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: queue.Queue = queue.Queue()  # Snakemake's output, read as it comes
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+    seen: list[str] = []
+
+    def next_line(timeout: float = 120) -> str:
+        line = lines.get(timeout=timeout)
+        assert line is not None, "Snakemake exited:\n" + "".join(seen)[-4000:]
+        seen.append(line)
+        return line
+
+    jobid = None
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            m = SUBMITTED.search(line)
-            if m:
-                jobid = m.group(1)
-                break
-        assert jobid, "".join(lines)[-4000:]
-        sbatch_call = next(x for x in lines if "sbatch call:" in x)
+        while not (m := SUBMITTED.search(next_line())):
+            pass
+        jobid = m.group(1)
+        sbatch_call = next(x for x in seen if "sbatch call:" in x)
         for flag in ("--nodes=2", "--ntasks=2", "--gpus=2", f"--cpus-per-gpu={RESOURCES['rl']['cpus_per_gpu']}",
                      "-p gpu"):
             assert flag in sbatch_call, sbatch_call
@@ -249,14 +267,18 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(dag, slurm_c
             assert time.monotonic() < deadline, info
             time.sleep(1)
         assert re.search(r"NumNodes=2\b", info) and re.search(r"NumTasks=2\b", info), info
+        while not lines.empty():  # what came while we looked: the interrupt goes with the next status query
+            next_line()
+        while "Checking the status of 1 active jobs" not in next_line():
+            pass
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            rest, _ = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            rest, _ = proc.communicate()
-        lines.append(rest or "")
+            proc.wait()
+    assert jobid, "".join(seen)[-4000:]
     row = accounted(slurm_cluster, jobid, timeout=60)[jobid]
     assert row["State"].startswith("CANCELLED"), row
     assert tres(row["ReqTRES"])["node"] == "2" and tres(row["ReqTRES"])["gres/gpu"] == "2", row
