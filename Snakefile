@@ -2,6 +2,8 @@
 #   snakemake -c2                         everything in config.yaml (offline default: small real models)
 #   snakemake results/plots/scaling_mwe.png   one figure and only what it needs
 #   snakemake --profile profiles/slurm all    on a GPU cluster
+# A study is its config section (talltales/schemas/config.schema.yaml), its rules/STUDY_*.smk files
+# (STUDY_common.smk: its names, input functions and `all` targets; the others: its rules) and an include block.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -19,15 +21,17 @@ include: "rules/models.smk"
 
 if config.get("mwe"):
 
+    include: "rules/mwe_common.smk"
     include: "rules/mwe.smk"
-    include: "rules/plots.smk"
+    include: "rules/mwe_plots.smk"
 
 
 if config.get("deception"):
 
-    include: "rules/multirc.smk"
-    include: "rules/judges.smk"
-    include: "rules/policies.smk"
+    include: "rules/deception_common.smk"
+    include: "rules/deception_data.smk"
+    include: "rules/deception_judges.smk"
+    include: "rules/deception_policies.smk"
     include: "rules/deception_eval.smk"
     include: "rules/deception_plots.smk"
 
@@ -35,7 +39,12 @@ if config.get("deception"):
 rule all:
     default_target: True
     input:
-        all_targets(),
+        ALL_TARGETS,
 
 
 check_fault_injection([r.name for r in workflow.rules])
+
+
+# An interrupted or failed cluster run leaves no job of its own in the queue (talltales/slurm.py).
+onerror:
+    cancel_leftover_slurm_jobs(log)

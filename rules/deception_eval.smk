@@ -3,18 +3,17 @@
 
 rule deception_eval:
     # One job per checkpoint (one model load): answers at every number of shots, both judges' scores for each
-    # answer, and the reaffirmation option log-probs. RUN is p<level> for SFT/RL checkpoints and "untuned" for the
-    # base model and the warmed-up start point.
+    # answer, and the reaffirmation option log-probs.
     input:
         policy=eval_checkpoint,
-        eval="results/deception/data/eval_noleak.csv",
-        fewshot="results/deception/data/fewshot.json",
-        questions="results/deception/data/reaffirmation.csv",
+        eval=EVAL_SET,
+        fewshot=FEWSHOT,
+        questions=REAFFIRMATION_SET,
         clean=judge_dir("clean"),
         corrupted=judge_dir("corrupted"),
     output:
-        answers=expand("results/deception/answers/{{policy}}/{{technique}}/{{run}}_s{shots}.csv", shots=SHOTS),
-        reaffirmation="results/deception/reaffirmation/{policy}/{technique}/{run}.csv",
+        answers=expand(ANSWERS, policy="{policy}", technique="{technique}", run="{run}", shots=SHOTS),
+        reaffirmation=REAFFIRMATION,
     params:
         model=eval_entry,
         level=eval_level,
@@ -33,12 +32,18 @@ rule deception_eval:
         "../workflow_scripts/deception_eval.py"
 
 
+localrules:
+    deception_table,
+    deception_technique_table,
+    deception_reaffirm_table,
+
+
 rule deception_table:
     input:
         deception_answer_files(),
     output:
         report(
-            "results/deception/tables/results.csv",
+            RESULTS_TABLE,
             caption="../report/deception_table.rst",
             category="Study 2: Tall Tales",
             subcategory="tables",
@@ -58,7 +63,7 @@ rule deception_technique_table:
     input:
         deception_technique_answers,
     output:
-        "results/deception/tables/{technique}.csv",
+        TECHNIQUE_TABLE,
     params:
         models={p: model_entry(p) for p in POLICIES},
         bootstrap=DEC["eval"]["bootstrap"],
@@ -75,7 +80,7 @@ rule deception_reaffirm_table:
         reaffirmation_files(),
     output:
         report(
-            "results/deception/tables/reaffirmation.csv",
+            REAFFIRMATION_TABLE,
             caption="../report/reaffirmation.rst",
             category="Study 2: Tall Tales",
             subcategory="tables",

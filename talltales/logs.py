@@ -22,8 +22,8 @@ def to_logfile(path: str | None) -> None:
 
 def start_job(smk) -> None:
     """The preamble of every workflow script: log to the rule's ``log:`` file, then the test hook
-    ``fault_injection`` (talltales.faults), which may fail this job before it does anything."""
+    ``TALLTALES_FAULTS`` (talltales.faults), which may fail this job before it does anything."""
     to_logfile(smk.log[0] if len(smk.log) else None)
-    from .faults import maybe_fail
+    from .faults import load_spec, maybe_fail
 
-    maybe_fail(smk.config.get("fault_injection"), smk.rule, dict(smk.wildcards.items()))
+    maybe_fail(load_spec(), smk.rule, dict(smk.wildcards.items()))

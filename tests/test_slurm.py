@@ -108,7 +108,7 @@ def test_more_gpus_than_the_node_has_is_rejected(slurm_cluster, tmp_path):
 
 # ------------------------------------------------------------------------------- the Snakemake plugin
 
-# Rules shaped like rules/policies.smk (resource `gpu`, `cpus_per_gpu`, `mem_mb`, `runtime` from functions of the
+# Rules shaped like rules/deception_policies.smk (resource `gpu`, `cpus_per_gpu`, `mem_mb`, `runtime` from functions of the
 # attempt; `tasks_per_gpu: 0` and the partition as the profile sets them), running only `echo`.
 PROBE_SNAKEFILE = textwrap.dedent('''
     PROBE = 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}} NTASKS=${{SLURM_NTASKS:-}} STEP=${{SLURM_STEP_ID:-}}" > {output}'
@@ -139,7 +139,7 @@ PROBE_SNAKEFILE = textwrap.dedent('''
 
 # The profile's GPU-stage rule names, for a run with profiles/slurm itself.
 PROFILE_PROBE_SNAKEFILE = textwrap.dedent('''
-    rule warmup:
+    rule deception_warmup:
         output: "warmup.txt"
         threads: 2
         resources:
@@ -187,7 +187,7 @@ def test_repo_profile_gives_gpu_stages_cpus_per_gpu(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(PROFILE_PROBE_SNAKEFILE)
     jobs = snakemake_on_slurm(slurm_cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"))
     assert (tmp_path / "warmup.txt").read_text().strip() == "CVD=0,1"
-    row = accounted(slurm_cluster, jobs["warmup"])[jobs["warmup"]]
+    row = accounted(slurm_cluster, jobs["deception_warmup"])[jobs["deception_warmup"]]
     assert row["Partition"] == "gpu" and tres(row["ReqTRES"])["gres/gpu"] == "2"
     assert tres(row["AllocTRES"])["cpu"] == "4"  # 2 GPUs x cpus_per_gpu 2
 
@@ -204,7 +204,7 @@ def test_repo_profile_parses_in_a_dry_run(slurm_cluster, tmp_path):
     blocks = re.findall(r"rule (\w+):\n(.*?)\n\n", out, re.S)
     resources = {rule: dict(re.findall(r"(\w+)=([^,\n]+)", m.group(1)))
                  for rule, body in blocks if (m := re.search(r"resources: (.*)", body))}
-    for stage in ("train_judge", "warmup", "sft", "rl"):
+    for stage in ("deception_train_judge", "deception_warmup", "deception_sft", "deception_rl"):
         assert resources[stage]["slurm_partition"] == "gpu" and resources[stage]["tasks_per_gpu"] == "0", stage
         assert "gpu" in resources[stage] and "cpus_per_gpu" in resources[stage], stage
     assert resources["deception_fruit"]["slurm_partition"] == "cpu"

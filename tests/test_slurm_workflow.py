@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SNAKEFILE, make_config, planned_rules, write_config
+from talltales.faults import ENV
 from test_slurm import accounted, sacct, tres
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -34,14 +35,15 @@ RESOURCES = {
     "sft": {"gpus": 2, "cpus_per_gpu": 1, "mem_mb": 2300, "runtime": 23},
     "rl": {"gpus": 2, "cpus_per_gpu": 2, "mem_mb": 2400, "runtime": 24},
 }
-STAGE_OF_RULE = {"train_judge": "judge", "warmup": "warmup", "sft": "sft", "rl": "rl"}
+STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup", "deception_sft": "sft",
+                 "deception_rl": "rl"}
 EVAL_RULES = {"mwe_eval", "deception_eval"}  # one GPU each (profiles/slurm set-resources)
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation"}
 # Injected failures: the corrupted judge fails once (the profile's one retry, with doubled memory and time, passes);
 # RL at 100 % fails on both attempts, so the first run stops; the rerun finds the failures spent.
-FAULTS = {"train_judge": {"times": 1, "wildcards": {"judge": "corrupted"}},
-          "rl": {"times": 2, "wildcards": {"level": 100}}}
+FAULTS = {"deception_train_judge": {"times": 1, "wildcards": {"judge": "corrupted"}},
+          "deception_rl": {"times": 2, "wildcards": {"level": 100}}}
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/(?:([^/\s]+)/)?\d+\.log\)")
 
 
@@ -57,11 +59,14 @@ def slurm_test_profile(cluster, folder: Path) -> Path:
     return folder
 
 
-def run_on_slurm(cluster, workdir: Path, profile: Path, *args: str) -> tuple[int, str, list[tuple[str, str, str]]]:
-    """Snakemake with the profile; (exit status, output, [(Slurm job id, rule, wildcards)] in submission order)."""
+def run_on_slurm(cluster, workdir: Path, profile: Path, *args: str,
+                 faults: dict | None = None) -> tuple[int, str, list[tuple[str, str, str]]]:
+    """Snakemake with the profile, ``faults`` in TALLTALES_FAULTS (which sbatch passes on to the jobs: the plugin
+    submits with --export=ALL); (exit status, output, [(Slurm job id, rule, wildcards)] in submission order)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
            "--profile", str(profile), *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=2400)
+    env = {**cluster.env, **({ENV: json.dumps(faults)} if faults else {})}
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=2400)
     out = proc.stdout + proc.stderr
     return proc.returncode, out, SUBMITTED.findall(out)
 
@@ -76,13 +81,13 @@ def dag(slurm_cluster, tmp_path_factory):
     cfg = make_config(workdir, studies=("mwe", "deception"), deception={
         "resources": RESOURCES,
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
-    }, fault_injection=FAULTS)
+    })
     write_config(workdir, cfg)
     planned = planned_rules(workdir, "all")
     profile = slurm_test_profile(slurm_cluster, workdir / "profile")
     t0 = time.monotonic()
-    rc1, out1, jobs1 = run_on_slurm(slurm_cluster, workdir, profile, "all")
-    rc2, out2, jobs2 = run_on_slurm(slurm_cluster, workdir, profile, "all")
+    rc1, out1, jobs1 = run_on_slurm(slurm_cluster, workdir, profile, "all", faults=FAULTS)
+    rc2, out2, jobs2 = run_on_slurm(slurm_cluster, workdir, profile, "all", faults=FAULTS)
     (workdir / "run1.out").write_text(out1)  # for a look after a failure
     (workdir / "run2.out").write_text(out2)
     rows = final_rows(slurm_cluster, [j for j, _, _ in jobs1 + jobs2])
@@ -94,8 +99,8 @@ def dag(slurm_cluster, tmp_path_factory):
 def test_first_run_stops_at_the_failed_job_and_the_rerun_completes(dag):
     assert dag["rc1"] != 0, dag["out1"][-3000:]
     # reported failed, with the rule log's reason (the profile's show-failed-logs); the rerun replaced that log
-    assert re.search(r"Error in rule rl:", dag["out1"]), dag["out1"][-3000:]
-    assert "config key fault_injection.rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
+    assert re.search(r"Error in rule deception_rl:", dag["out1"]), dag["out1"][-3000:]
+    assert "fault_injection.deception_rl: injected failure 2 of 2" in dag["out1"], dag["out1"][-3000:]
     assert dag["rc2"] == 0, dag["out2"][-6000:]
     assert (dag["workdir"] / "results" / "plots" / "scaling_rl.png").exists()
     assert (dag["workdir"] / "results" / "deception" / "tables" / "results.csv").exists()
@@ -117,9 +122,9 @@ def test_the_rerun_resubmits_no_finished_job(dag):
     first_done = {(rule, wc) for jobid, rule, wc in dag["jobs1"] if dag["rows"][jobid]["State"] == "COMPLETED"}
     second = {(rule, wc) for _, rule, wc in dag["jobs2"]}
     assert first_done and second and not first_done & second
-    assert ("rl", "smollm2-135m-instruct_100") in second
+    assert ("deception_rl", "smollm2-135m-instruct_100") in second
     # the failed job: two attempts in the first run, both FAILED in sacct, the second with doubled memory and time
-    failed = [j for j, r, w in dag["jobs1"] if r == "rl" and w.endswith("100")]
+    failed = [j for j, r, w in dag["jobs1"] if r == "deception_rl" and w.endswith("100")]
     assert len(failed) == 2 and all(dag["rows"][j]["State"].startswith("FAILED") for j in failed)
     mems = [tres(dag["rows"][j]["ReqTRES"])["mem"] for j in failed]
     assert mems == [f"{RESOURCES['rl']['mem_mb']}M", f"{2 * RESOURCES['rl']['mem_mb']}M"]
@@ -127,14 +132,14 @@ def test_the_rerun_resubmits_no_finished_job(dag):
 
 
 def test_a_failure_within_the_retries_is_resubmitted_with_grown_memory_and_time(dag):
-    jobs = [j for j, r, w in dag["jobs1"] if r == "train_judge" and w == "corrupted"]
+    jobs = [j for j, r, w in dag["jobs1"] if r == "deception_train_judge" and w == "corrupted"]
     assert len(jobs) == 2, dag["jobs1"]
     first, second = (dag["rows"][j] for j in jobs)
     assert first["State"].startswith("FAILED") and second["State"] == "COMPLETED"
     mem = RESOURCES["judge"]["mem_mb"]
     assert tres(first["ReqTRES"])["mem"] == f"{mem}M" and tres(second["ReqTRES"])["mem"] == f"{2 * mem}M"
     assert (first["Timelimit"], second["Timelimit"]) == ("00:21:00", "00:42:00")
-    clean = [j for j, r, w in dag["jobs1"] + dag["jobs2"] if r == "train_judge" and w == "clean"]  # either run
+    clean = [j for j, r, w in dag["jobs1"] + dag["jobs2"] if r == "deception_train_judge" and w == "clean"]  # either run
     assert len(clean) == 1 and dag["rows"][clean[0]]["State"] == "COMPLETED"
     assert tres(dag["rows"][clean[0]]["ReqTRES"])["mem"] == f"{mem}M"
 
@@ -168,7 +173,7 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
 
 def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(dag):
     workdir = dag["workdir"]
-    for rule, stage in (("sft", "sft"), ("rl", "rl")):
+    for rule, stage in (("deception_sft", "sft"), ("deception_rl", "rl")):
         jobs = [(j, w) for j, r, w in dag["jobs1"] + dag["jobs2"] if r == rule and dag["rows"][j]["State"] == "COMPLETED"]
         assert jobs, rule
         for jobid, wc in jobs:
@@ -176,11 +181,11 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
             assert sorted(s for s in dag["steps"] if s.startswith(jobid + ".")) == [f"{jobid}.0", f"{jobid}.batch"]
         policy = "smollm2-135m-instruct"
         for level in (0, 100):
-            log = (workdir / "logs" / "deception" / "policies" / rule / policy / f"p{level}.log").read_text()
+            log = (workdir / "logs" / "deception" / "policies" / stage / policy / f"p{level}.log").read_text()
             # ... which started accelerate launch with one process per GPU ...
             launches = re.findall(r"launching: .*accelerate\.commands\.launch .*--num_processes (\d+) ", log)
             assert launches and set(launches) == {str(RESOURCES[stage]["gpus"])}, log[-2000:]
-            report = json.loads((workdir / "results" / "deception" / "policies" / rule / policy / f"p{level}"
+            report = json.loads((workdir / "results" / "deception" / "policies" / stage / policy / f"p{level}"
                                  / "train_report.json").read_text())
             # ... and the training ran in that many processes
             assert report["world_size"] == RESOURCES[stage]["gpus"] and report["distributed_type"] == "MULTI_CPU"
@@ -191,48 +196,65 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
 
 def test_gpu_request_scales_from_config(dag, slurm_cluster):
     """deception.resources.rl.gpus: 8 gives an 8-GPU request (the node has 8 fake GPUs). The job is made to fail
-    at its start (fault_injection, no retry) so that only the request is exercised. (Runs after the DAG checks:
+    at its start (TALLTALES_FAULTS, no retry) so that only the request is exercised. (Runs after the DAG checks:
     forcing the job removes its RL output.)"""
     workdir = dag["workdir"]
     cfg = yaml.safe_load((workdir / "config.yaml").read_text())
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "gpus": 8, "cpus_per_gpu": 1}
-    cfg["fault_injection"] = {"rl": {"times": 1, "wildcards": {"level": 0}}}
     write_config(workdir, cfg)
     rc, out, jobs = run_on_slurm(slurm_cluster, workdir, workdir / "profile", "--retries", "0", "-f",
-                                 "results/deception/policies/rl/smollm2-135m-instruct/p0")
-    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("rl", "smollm2-135m-instruct_0")], out[-3000:]
+                                 "results/deception/policies/rl/smollm2-135m-instruct/p0",
+                                 faults={"deception_rl": {"times": 1, "wildcards": {"level": 0}}})
+    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_0")], out[-3000:]
     row = accounted(slurm_cluster, jobs[0][0])[jobs[0][0]]
     assert row["State"].startswith("FAILED") and row["Partition"] == "gpu", row
     assert tres(row["ReqTRES"])["gres/gpu"] == "8" and tres(row["AllocTRES"])["gres/gpu"] == "8", row
     assert tres(row["AllocTRES"])["cpu"] == "8" and tres(row["ReqTRES"])["mem"] == f"{RESOURCES['rl']['mem_mb']}M"
 
 
-def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(dag, slurm_cluster):
+def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluster, tmp_path):
     """RL over 2 nodes (deception.resources.rl.nodes: 2): the plugin asks for 2 nodes with one task each and no
     srun wrapper (mpi), the GPUs in all; the one-node test cluster leaves it pending, and interrupting Snakemake
-    cancels it. (Runs last: forcing the job removes the RL output of the DAG above.)"""
+    cancels it, even in the middle of a status query (when the plugin's own list of jobs to cancel is empty: the
+    workflow's onerror handler cancels the run's jobs by name, talltales/slurm.py). Only this one job runs: its
+    inputs are placeholders (it never starts) and --allowed-rules keeps their rules out of the DAG."""
+    import queue
     import signal
+    import threading
 
-    workdir = dag["workdir"]
-    cfg = yaml.safe_load((workdir / "config.yaml").read_text())
-    cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "nodes": 2}
-    cfg.pop("fault_injection", None)
+    workdir = tmp_path / "two_node"
+    cfg = make_config(workdir, studies=("deception",), deception={
+        "resources": {**RESOURCES, "rl": {**RESOURCES["rl"], "nodes": 2}},
+        "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
+    })
     write_config(workdir, cfg)
-    profile = workdir / "profile"
+    for folder in ("results/deception/policies/warmup/smollm2-135m-instruct", "results/deception/judges/corrupted",
+                   "results/deception/data"):
+        (workdir / folder).mkdir(parents=True)
+    for name in ("rl_prompts_p100.csv", "rl_eval_p100.csv"):
+        (workdir / "results/deception/data" / name).write_text("placeholder\n")
+    profile = slurm_test_profile(slurm_cluster, workdir / "profile")
     target = "results/deception/policies/rl/smollm2-135m-instruct/p100"
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
-                             "--profile", str(profile), "--verbose", "-f", target], cwd=workdir, env=slurm_cluster.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    jobid, lines = None, []
+                             "--profile", str(profile), "--verbose", "--allowed-rules", "deception_rl", "-f", target],
+                            cwd=workdir, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines: queue.Queue = queue.Queue()  # Snakemake's output, read as it comes
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+    seen: list[str] = []
+
+    def next_line(timeout: float = 120) -> str:
+        line = lines.get(timeout=timeout)
+        assert line is not None, "Snakemake exited:\n" + "".join(seen)[-4000:]
+        seen.append(line)
+        return line
+
+    jobid = None
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            m = SUBMITTED.search(line)
-            if m:
-                jobid = m.group(1)
-                break
-        assert jobid, "".join(lines)[-4000:]
-        sbatch_call = next(x for x in lines if "sbatch call:" in x)
+        while not (m := SUBMITTED.search(next_line())):
+            pass
+        jobid = m.group(1)
+        sbatch_call = next(x for x in seen if "sbatch call:" in x)
         for flag in ("--nodes=2", "--ntasks=2", "--gpus=2", f"--cpus-per-gpu={RESOURCES['rl']['cpus_per_gpu']}",
                      "-p gpu"):
             assert flag in sbatch_call, sbatch_call
@@ -245,14 +267,18 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(dag, slurm_c
             assert time.monotonic() < deadline, info
             time.sleep(1)
         assert re.search(r"NumNodes=2\b", info) and re.search(r"NumTasks=2\b", info), info
+        while not lines.empty():  # what came while we looked: the interrupt goes with the next status query
+            next_line()
+        while "Checking the status of 1 active jobs" not in next_line():
+            pass
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            rest, _ = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            rest, _ = proc.communicate()
-        lines.append(rest or "")
+            proc.wait()
+    assert jobid, "".join(seen)[-4000:]
     row = accounted(slurm_cluster, jobid, timeout=60)[jobid]
     assert row["State"].startswith("CANCELLED"), row
     assert tres(row["ReqTRES"])["node"] == "2" and tres(row["ReqTRES"])["gres/gpu"] == "2", row

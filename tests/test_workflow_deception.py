@@ -108,8 +108,8 @@ def test_reaffirmation_and_figures(run):
 def test_one_figure_needs_no_sft_jobs(tmp_path):
     write_config(tmp_path, make_config(tmp_path, studies=("deception",)))
     rules = planned_rules(tmp_path, "results/plots/scaling_rl.png")
-    assert {"rl", "warmup", "train_judge", "deception_eval"} <= set(rules)
-    assert "sft" not in rules
+    assert {"deception_rl", "deception_warmup", "deception_train_judge", "deception_eval"} <= set(rules)
+    assert "deception_sft" not in rules
 
 
 @pytest.mark.parametrize(
@@ -148,8 +148,9 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
                                           "deception_reaffirm_table", "plot_scaling_technique",
                                           "plot_truth_vs_evaluated", "plot_reaffirmation"}),
         # a judge hyper-parameter: both judges and everything they score; no data, SFT or warm-up job
-        ({"judge": {"lr": 2.0e-4}}, {"train_judge", "evaluate_judges", "rl", "deception_eval", "deception_table",
-                                     "deception_technique_table", "deception_reaffirm_table",
+        ({"judge": {"lr": 2.0e-4}}, {"deception_train_judge", "deception_evaluate_judges", "deception_rl",
+                                     "deception_eval", "deception_table", "deception_technique_table",
+                                     "deception_reaffirm_table",
                                      "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation"}),
     ],
 )

@@ -2,12 +2,12 @@
 # With more than one GPU a rule launches its training through `accelerate launch` (envs/accelerate/*.yaml).
 
 
-rule warmup:
+rule deception_warmup:
     input:
-        data="results/deception/data/warmup.csv",
+        data=WARMUP_DATA,
         model=policy_files,
     output:
-        directory("results/deception/policies/warmup/{policy}"),
+        directory(policy_dir("warmup")),
     params:
         model=policy_entry,
         train=DEC["warmup"],
@@ -19,23 +19,19 @@ rule warmup:
         "benchmarks/deception/policies/warmup/{policy}.tsv"
     threads: 2
     resources:
-        gpu=res_gpu("warmup"),
-        cpus_per_gpu=res_cpus_per_gpu("warmup"),
-        mem_mb=res_mem("warmup"),
-        runtime=res_runtime("warmup"),
-        **multinode_resources("warmup"),
+        **training_resources("warmup"),
     conda:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/train_policy.py"
 
 
-rule sft:
+rule deception_sft:
     input:
-        data="results/deception/data/sft_p{level}.csv",
+        data=SFT_DATA,
         model=policy_files,
     output:
-        directory("results/deception/policies/sft/{policy}/p{level}"),
+        directory(policy_dir("sft")),
     params:
         model=policy_entry,
         train=DEC["sft"],
@@ -47,25 +43,21 @@ rule sft:
         "benchmarks/deception/policies/sft/{policy}/p{level}.tsv"
     threads: 2
     resources:
-        gpu=res_gpu("sft"),
-        cpus_per_gpu=res_cpus_per_gpu("sft"),
-        mem_mb=res_mem("sft"),
-        runtime=res_runtime("sft"),
-        **multinode_resources("sft"),
+        **training_resources("sft"),
     conda:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/train_policy.py"
 
 
-rule rl:
+rule deception_rl:
     input:
-        prompts="results/deception/data/rl_prompts_p{level}.csv",
-        eval="results/deception/data/rl_eval_p{level}.csv",
-        start="results/deception/policies/warmup/{policy}",
+        prompts=RL_PROMPTS,
+        eval=RL_EVAL,
+        start=policy_dir("warmup"),
         judge=judge_dir("corrupted"),
     output:
-        directory("results/deception/policies/rl/{policy}/p{level}"),
+        directory(policy_dir("rl")),
     params:
         model=policy_entry,
         train=DEC["rl"],
@@ -77,11 +69,7 @@ rule rl:
         "benchmarks/deception/policies/rl/{policy}/p{level}.tsv"
     threads: 2
     resources:
-        gpu=res_gpu("rl"),
-        cpus_per_gpu=res_cpus_per_gpu("rl"),
-        mem_mb=res_mem("rl"),
-        runtime=res_runtime("rl"),
-        **multinode_resources("rl"),
+        **training_resources("rl"),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -1,18 +1,17 @@
-# Figures (plotnine), listed in `snakemake --report`. Cheap: run locally even on a cluster.
+# Study 1 figures (plotnine), listed in `snakemake --report`. Cheap: run locally even on a cluster.
 
 
 localrules:
     plot_scaling_mwe,
     plot_bias_mwe,
-    mwe_table,
 
 
 rule plot_scaling_mwe:
     input:
-        mwe_tables(),
+        MWE_TABLES,
     output:
         report(
-            "results/plots/scaling_mwe.png",
+            MWE_SCALING_PLOT,
             caption="../report/scaling_mwe.rst",
             category="Study 1: harsh-truth evals",
             subcategory="figures",
@@ -27,10 +26,10 @@ rule plot_scaling_mwe:
 
 rule plot_bias_mwe:
     input:
-        mwe_tables(),
+        MWE_TABLES,
     output:
         report(
-            "results/plots/bias_mwe.png",
+            MWE_BIAS_PLOT,
             caption="../report/bias_mwe.rst",
             category="Study 1: harsh-truth evals",
             subcategory="figures",

@@ -5,9 +5,9 @@ rule deception_mrc:
     input:
         mrc_inputs,
     output:
-        train="results/deception/data/mrc_train.csv",
-        val="results/deception/data/mrc_val.csv",
-        report="results/deception/data/mrc_report.json",
+        train=MRC_TRAIN,
+        val=MRC_VAL,
+        report=f"{DATA}/mrc_report.json",
     params:
         mrc=DEC["mrc"],
         synthetic=DEC["synthetic"],
@@ -27,8 +27,8 @@ rule deception_fruit:
     input:
         fruit_inputs,
     output:
-        train="results/deception/data/fruit_train.csv",
-        eval="results/deception/data/fruit_eval.csv",
+        train=FRUIT_TRAIN,
+        eval=FRUIT_EVAL,
     params:
         fruit=DEC["fruit"],
         synthetic=DEC["synthetic"],
@@ -45,13 +45,10 @@ rule deception_fruit:
 
 rule deception_judge_data:
     input:
-        mrc_train="results/deception/data/mrc_train.csv",
-        mrc_val="results/deception/data/mrc_val.csv",
-        fruit_train="results/deception/data/fruit_train.csv",
-        fruit_eval="results/deception/data/fruit_eval.csv",
+        **SOURCES,
     output:
-        train="results/deception/data/judge_train.csv",
-        val="results/deception/data/judge_val.csv",
+        train=JUDGE_TRAIN,
+        val=JUDGE_VAL,
     params:
         fruit_percent=DEC["judge"]["fruit_percent"],
         train_size=DEC["judge"]["train_size"],
@@ -67,15 +64,12 @@ rule deception_judge_data:
 
 rule deception_policy_data:
     input:
-        mrc_train="results/deception/data/mrc_train.csv",
-        mrc_val="results/deception/data/mrc_val.csv",
-        fruit_train="results/deception/data/fruit_train.csv",
-        fruit_eval="results/deception/data/fruit_eval.csv",
-        eval_set="results/deception/data/eval_noleak.csv",
+        **SOURCES,
+        eval_set=EVAL_SET,
     output:
-        sft="results/deception/data/sft_p{level}.csv",
-        rl_prompts="results/deception/data/rl_prompts_p{level}.csv",
-        rl_eval="results/deception/data/rl_eval_p{level}.csv",
+        sft=SFT_DATA,
+        rl_prompts=RL_PROMPTS,
+        rl_eval=RL_EVAL,
     params:
         level=level_value,
         sft_size=DEC["sft"]["size"],
@@ -92,9 +86,9 @@ rule deception_policy_data:
 
 rule deception_warmup_data:
     input:
-        mrc_train="results/deception/data/mrc_train.csv",
+        mrc_train=MRC_TRAIN,
     output:
-        "results/deception/data/warmup.csv",
+        WARMUP_DATA,
     params:
         warmup_size=DEC["warmup"]["size"],
         seed=DEC["seed"],
@@ -108,14 +102,11 @@ rule deception_warmup_data:
 
 rule deception_eval_sets:
     input:
-        mrc_train="results/deception/data/mrc_train.csv",
-        mrc_val="results/deception/data/mrc_val.csv",
-        fruit_train="results/deception/data/fruit_train.csv",
-        fruit_eval="results/deception/data/fruit_eval.csv",
+        **SOURCES,
     output:
-        eval="results/deception/data/eval_noleak.csv",
-        reaffirmation="results/deception/data/reaffirmation.csv",
-        fewshot="results/deception/data/fewshot.json",
+        eval=EVAL_SET,
+        reaffirmation=REAFFIRMATION_SET,
+        fewshot=FEWSHOT,
     params:
         n_fruit=DEC["eval"]["n_fruit"],
         n_other=DEC["eval"]["n_other"],

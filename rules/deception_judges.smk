@@ -1,13 +1,13 @@
 # Study 2 judges: clean (true labels) and corrupted (fruit labels flipped) sequence classifiers.
 
 
-rule train_judge:
+rule deception_train_judge:
     input:
-        train="results/deception/data/judge_train.csv",
-        val="results/deception/data/judge_val.csv",
+        train=JUDGE_TRAIN,
+        val=JUDGE_VAL,
         backbone=model_files(JUDGE_BACKBONE),
     output:
-        directory("results/deception/judges/{judge}"),
+        directory(judge_dir("{judge}")),
     params:
         backbone=model_entry(JUDGE_BACKBONE),
         judge=DEC["judge"],
@@ -18,23 +18,20 @@ rule train_judge:
         "benchmarks/deception/judges/{judge}.tsv"
     threads: 1  # the clean and the corrupted judge train side by side on a 2-core machine
     resources:
-        gpu=res_gpu("judge"),
-        cpus_per_gpu=res_cpus_per_gpu("judge"),
-        mem_mb=res_mem("judge"),
-        runtime=res_runtime("judge"),
+        **training_resources("judge", multinode=False),
     conda:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/train_judge.py"
 
 
-rule evaluate_judges:
+rule deception_evaluate_judges:
     input:
-        eval="results/deception/data/eval_noleak.csv",
+        eval=EVAL_SET,
         clean=judge_dir("clean"),
         corrupted=judge_dir("corrupted"),
     output:
-        "results/deception/judges/eval_report.json",
+        JUDGE_REPORT,
     log:
         "logs/deception/judges/eval_report.log",
     threads: 2

@@ -1,0 +1,142 @@
+# Study 2 (Tall Tales): its settings, its files (each path named once), wildcard constraints, its default
+# targets, and the input functions and resources of rules/deception_*.smk (which hold only rules).
+
+DEC = config["deception"]
+
+
+def fmt_level(level):
+    """A poisoning level as it appears in paths: 25 -> '25', 12.5 -> '12.5'."""
+    return f"{level:g}"
+
+
+LEVELS = [fmt_level(x) for x in DEC["poisoning"]]
+RUNS = [f"p{level}" for level in LEVELS]  # trained checkpoints; the base model and warm-up run "untuned"
+POLICIES = list(DEC["policies"])
+JUDGE_BACKBONE = DEC["judge"]["backbone"]
+SHOTS = [str(s) for s in DEC["eval"]["shots"]]
+ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
+FRUIT_GENERATOR = DEC["fruit"]["generator"] if DEC["fruit"]["source"] == "lm" else None
+# How training stages start their processes (talltales.deception.stages._launch): a param, so edits rerun them.
+LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accelerate_config")}
+
+
+wildcard_constraints:
+    level=alternatives(LEVELS),
+    policy=alternatives(POLICIES),
+    judge="clean|corrupted",
+    technique="sft|rl",
+    shots=alternatives(SHOTS),
+
+
+# ------------------------------------------------------------------ files
+DATA = "results/deception/data"
+MRC_TRAIN, MRC_VAL = f"{DATA}/mrc_train.csv", f"{DATA}/mrc_val.csv"
+FRUIT_TRAIN, FRUIT_EVAL = f"{DATA}/fruit_train.csv", f"{DATA}/fruit_eval.csv"
+# The four sources the mixing rules read, under the input names their scripts expect.
+SOURCES = dict(mrc_train=MRC_TRAIN, mrc_val=MRC_VAL, fruit_train=FRUIT_TRAIN, fruit_eval=FRUIT_EVAL)
+JUDGE_TRAIN, JUDGE_VAL = f"{DATA}/judge_train.csv", f"{DATA}/judge_val.csv"
+SFT_DATA = f"{DATA}/sft_p{{level}}.csv"
+RL_PROMPTS, RL_EVAL = f"{DATA}/rl_prompts_p{{level}}.csv", f"{DATA}/rl_eval_p{{level}}.csv"
+WARMUP_DATA = f"{DATA}/warmup.csv"
+EVAL_SET = f"{DATA}/eval_noleak.csv"
+REAFFIRMATION_SET = f"{DATA}/reaffirmation.csv"
+FEWSHOT = f"{DATA}/fewshot.json"
+
+JUDGE_REPORT = "results/deception/judges/eval_report.json"
+# RUN: a p<level> checkpoint or "untuned"
+ANSWERS = "results/deception/answers/{policy}/{technique}/{run}_s{shots}.csv"
+REAFFIRMATION = "results/deception/reaffirmation/{policy}/{technique}/{run}.csv"
+RESULTS_TABLE = "results/deception/tables/results.csv"
+TECHNIQUE_TABLE = "results/deception/tables/{technique}.csv"
+REAFFIRMATION_TABLE = "results/deception/tables/reaffirmation.csv"
+SCALING_PLOT = "results/plots/scaling_{technique}.png"
+TRUTH_VS_EVALUATED_PLOT = "results/plots/truth_vs_evaluated.png"
+REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
+
+ALL_TARGETS += [RESULTS_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
+ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
+
+
+def judge_dir(name):
+    return f"results/deception/judges/{name}"
+
+
+def policy_dir(technique, policy="{policy}", run="p{level}"):
+    """Where a trained policy lives: the warmed-up start point per policy, SFT/RL checkpoints per poisoning run."""
+    if technique == "warmup":
+        return f"results/deception/policies/warmup/{policy}"
+    return f"results/deception/policies/{technique}/{policy}/{run}"
+
+
+# ------------------------------------------------------------------ rules/deception_data.smk
+def level_value(wildcards):
+    return float(wildcards.level)
+
+
+def fruit_inputs(wildcards):
+    if DEC["fruit"]["source"] == "file":
+        return [DEC["fruit"]["file"]]
+    return model_files(FRUIT_GENERATOR) if FRUIT_GENERATOR else []
+
+
+def mrc_inputs(wildcards):
+    files = model_files(JUDGE_BACKBONE)
+    if DEC["mrc"]["source"] == "file":
+        files += [DEC["mrc"]["train_file"], DEC["mrc"]["val_file"]]
+    if ANSWERABILITY:
+        files += model_files(ANSWERABILITY)
+    return files
+
+
+# ------------------------------------------------------------------ rules/deception_judges.smk, deception_policies.smk
+def training_resources(stage, multinode=True):
+    """`resources:` of training stage STAGE from deception.resources.STAGE (common.smk: stage_resources)."""
+    return stage_resources(DEC["resources"].get(stage, {}), multinode=multinode)
+
+
+def policy_files(wildcards):
+    return model_files(wildcards.policy)
+
+
+def policy_entry(wildcards):
+    return model_entry(wildcards.policy)
+
+
+# ------------------------------------------------------------------ rules/deception_eval.smk
+def eval_checkpoint(wildcards):
+    """What an evaluation job loads: the registry model (Base rows), the warmed-up start point (Warmup rows) or
+    an SFT/RL checkpoint (results/deception/policies/TECHNIQUE/MODEL/pLEVEL)."""
+    t, run = wildcards.technique, wildcards.run
+    if (t in ("base", "warmup")) != (run == "untuned"):
+        raise WorkflowError(f"evaluation run {t}/{run}: base and warmup rows are 'untuned', sft/rl rows 'p<level>'")
+    if t == "base":
+        return model_files(wildcards.policy)
+    return [policy_dir(t, wildcards.policy, run)]
+
+
+def eval_entry(wildcards):
+    """The registry entry of the evaluated model, pointing at the checkpoint for trained rows."""
+    entry = model_entry(wildcards.policy)
+    if wildcards.technique != "base":
+        entry = dict(entry, path=eval_checkpoint(wildcards)[0], embedded=None)
+    return entry
+
+
+def eval_level(wildcards):
+    return None if wildcards.run == "untuned" else float(wildcards.run[1:])
+
+
+def deception_answer_files(techniques=("sft", "rl"), untuned=("base", "warmup")):
+    files = expand(ANSWERS, policy=POLICIES, technique=techniques, run=RUNS, shots=SHOTS)
+    files += expand(ANSWERS, policy=POLICIES, technique=untuned, run="untuned", shots=SHOTS)
+    return files
+
+
+def deception_technique_answers(wildcards):
+    return deception_answer_files(techniques=(wildcards.technique,))
+
+
+def reaffirmation_files():
+    files = expand(REAFFIRMATION, policy=POLICIES, technique=("sft", "rl"), run=RUNS)
+    files += expand(REAFFIRMATION, policy=POLICIES, technique=("base", "warmup"), run="untuned")
+    return files
