@@ -59,7 +59,6 @@ rule deception_rl:
     output:
         directory(policy_dir("rl")),
     params:
-        model=policy_entry,
         train=DEC["rl"],
         seed=DEC["seed"],
         launch=LAUNCH,
