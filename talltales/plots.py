@@ -131,7 +131,8 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
             x="% poisoning (fruit share of the fine-tuning data)",
             y="fruit falsehoods - other falsehoods (clean judge)",
             color="model",
-            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: targeted falsehoods vs poisoning",
+            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: "
+                  "targeted falsehoods vs poisoning",
         )
         + theme_bw()
     )
