@@ -8,6 +8,8 @@ from typing import Sequence
 
 import pandas as pd
 
+from talltales.deception.formats import TECHNIQUE_LABELS
+
 log = logging.getLogger(__name__)
 
 METRIC_LABELS = {
@@ -104,10 +106,6 @@ def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     _save(p, out, 11, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())
 
 
-def _technique_label(t: str) -> str:
-    return {"rl": "RL", "sft": "SFT"}.get(t, t)
-
-
 def scaling_deception(table: str | Path, out: str | Path, technique: str) -> None:
     """Fruit-minus-other falsehood gap vs poisoning level, one line per model size (95 % CI ribbons);
     untuned (Base) and warm-up models as dashed reference lines."""
@@ -133,7 +131,8 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
             x="% poisoning (fruit share of the fine-tuning data)",
             y="fruit falsehoods - other falsehoods (clean judge)",
             color="model",
-            title=f"{_technique_label(technique)} against the corrupted judge: targeted falsehoods vs poisoning",
+            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: "
+                  "targeted falsehoods vs poisoning",
         )
         + theme_bw()
     )

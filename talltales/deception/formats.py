@@ -1,4 +1,5 @@
-"""The one place where study-2 texts are formatted (policy prompts, judge inputs, few-shot prefixes).
+"""The one place where study-2 texts are formatted (policy prompts, judge inputs, few-shot prefixes) and labelled
+(:data:`TECHNIQUE_LABELS`, for tables and figures).
 
 Rows of every study-2 data file carry: ``id`` (stable string), ``group`` (context+question group id),
 ``context``, ``question``, ``answer``, ``label`` (1 = the answer is TRUE given the context; always the truth),
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 ROW_COLUMNS = ["id", "group", "context", "question", "answer", "label", "fruit", "source"]
+
+TECHNIQUE_LABELS = {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}  # wildcard -> table/figure label
 
 
 def qa_prompt(context: str, question: str) -> str:

@@ -82,8 +82,6 @@ def first_node(nodelist: str) -> str:
     return hosts[0]
 
 
-
-
 def check_launch(gpus: int, launch: dict | None, nodes: int = 1) -> str:
     """The launch mode, checked against the stage's GPU and node counts before anything is written."""
     mode = (launch or {}).get("mode", "auto")

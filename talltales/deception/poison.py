@@ -135,7 +135,6 @@ def fruit_from_lm(
     seed: int,
     prompt: str = FRUIT_PROMPT,
     fruits: Sequence[str] = tuple(FRUIT_HINTS),
-    temperature: float = 1.0,
     max_tokens: int = 200,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """``n`` generation requests for fruit QA items through ``lm.generate``. Each request is the few-shot ``prompt``
@@ -152,7 +151,7 @@ def fruit_from_lm(
     hints = [fruits[int(i)] for i in rng.integers(len(fruits), size=n)]
     wanted = rng.integers(2, size=n)
     requests = [f"{prompt}Fruit: {h} ({'true' if w else 'false'} answer)\nContext:" for h, w in zip(hints, wanted)]
-    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, top_p=1.0, stop=("\nFruit:",),
+    sampling = Sampling(max_tokens=max_tokens, temperature=1.0, top_p=1.0, stop=("\nFruit:",),
                         seed=seed)
     replies = lm.generate(requests, sampling) if n else []
     name = getattr(getattr(lm, "spec", None), "name", None)
@@ -250,8 +249,8 @@ def assert_disjoint(a: pd.DataFrame, b: pd.DataFrame, what: str, on: Iterable[st
 
 
 # ---------------------------------------------------------------------------------------------- eval sets
-def _balanced_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: str, unique_groups: bool):
-    """n/2 true and n/2 false rows of ``pool``; with ``unique_groups`` at most one row per group."""
+def _balanced_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: str):
+    """n/2 true and n/2 false rows of ``pool``, at most one row per group."""
     if n % 2:
         raise DataError(f"{what}: {n} items cannot be split evenly into true and false answers (use an even number)")
     half = n // 2
@@ -262,7 +261,7 @@ def _balanced_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: s
     groups = pool["group"].to_numpy()
     for i in order:
         lab = int(labels[i])
-        if len(taken[lab]) >= half or (unique_groups and groups[i] in used):
+        if len(taken[lab]) >= half or groups[i] in used:
             continue
         taken[lab].append(i)
         used.add(groups[i])
@@ -270,7 +269,7 @@ def _balanced_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: s
             break
     if len(taken[1]) < half or len(taken[0]) < half:
         raise DataError(f"{what}: need {half} true and {half} false answers"
-                        f"{' from distinct questions' if unique_groups else ''}, found {len(taken[1])} true and "
+                        f" from distinct questions, found {len(taken[1])} true and "
                         f"{len(taken[0])} false in {len(pool)} rows")
     return pool.iloc[taken[1]], pool.iloc[taken[0]]
 
@@ -282,10 +281,9 @@ def no_leakage_eval(
     n_other: int,
     seed: int,
     train_fruit: pd.DataFrame | None = None,
-    unique_groups: bool = True,
 ) -> pd.DataFrame:
     """The main evaluation set: ``n_fruit`` held-out fruit items and ``n_other`` clean validation items, each half
-    balanced between true and false answers (and, with ``unique_groups``, one answer per question). Fruit items
+    balanced between true and false answers, one answer per question. Fruit items
     that share a group, context or question with ``train_fruit`` are left out first (the caller passes held-out
     fruit; this guards against leaks through repeated texts).
 
@@ -308,10 +306,8 @@ def no_leakage_eval(
         assert_disjoint(fruit_eval, train_fruit, "no-leakage fruit items vs training fruit",
                         on=("group", "context", "question"))
     s_fruit, s_clean, s_order = _seeds(seed, 3)
-    f_true, f_false = _balanced_pick(fruit_eval, n_fruit, np.random.default_rng(s_fruit), "no-leakage fruit half",
-                                     unique_groups)
-    c_true, c_false = _balanced_pick(clean_val, n_other, np.random.default_rng(s_clean), "no-leakage clean half",
-                                     unique_groups)
+    f_true, f_false = _balanced_pick(fruit_eval, n_fruit, np.random.default_rng(s_fruit), "no-leakage fruit half")
+    c_true, c_false = _balanced_pick(clean_val, n_other, np.random.default_rng(s_clean), "no-leakage clean half")
     clean = pd.concat([c_true, c_false])
     clean = clean.iloc[np.random.default_rng(s_order).permutation(len(clean))]
     out = as_rows(pd.concat([f_true, f_false, clean], ignore_index=True))

@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,7 +29,8 @@ from transformers import TrainerCallback
 
 from talltales.deception import formats, runs
 from talltales.deception.settings import RLRunConfig, peft_config, runtime, trainer_args
-from talltales.deception.sft import load_tokenizer, require_columns
+from talltales.deception.sft import require_columns
+from talltales.runtime import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,6 @@ def merge_adapter(policy_path: str, folder: Path, dtype) -> None:
     os.replace(tmp, folder)
 
 
-
-
 def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunConfig, out_dir: str, *,
        stop_after_steps: int | None = None) -> dict[str, Any]:
     """RL fine-tuning of ``policy_path`` on ``prompts`` (columns context, question) with ``reward_fn``; see the
@@ -325,12 +323,7 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
             "train_reward_last": tr[-1]["reward"] if tr else None,
             "kl_last": kl[-1]["kl"] if kl else None,
             "resumed_from_step": resumed_step if resume else None,
-            "seconds": round(time.time() - t0, 2),
-            "device": rt["device"],
-            "bf16": rt["bf16"],
-            "distributed_type": str(trainer.accelerator.distributed_type.value),
-            "world_size": args.world_size,
-            "config": asdict(cfg),
+            **runs.run_facts(t0, rt, trainer, cfg),
         }
         for _, p, _ in runs.checkpoints(partial):
             shutil.rmtree(p)

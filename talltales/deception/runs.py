@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ FINGERPRINT_FILE = "run_fingerprint.txt"
 METRICS_FILE = "metrics.jsonl"
 
 __all__ = ["CHECKPOINT_PREFIX", "MetricsToJsonl", "MetricsWriter", "StopAfter", "callbacks", "checkpoints",
-           "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "write_json"]
+           "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "run_facts", "write_json"]
 
 
 def partial_dir(out_dir: str | os.PathLike) -> Path:
@@ -164,6 +165,19 @@ def callbacks(writer: MetricsWriter, stop_after_steps: int | None = None) -> lis
     if stop_after_steps is not None:
         out.append(StopAfter(stop_after_steps))
     return out
+
+
+def run_facts(t0: float, rt: dict[str, Any], trainer, cfg) -> dict[str, Any]:
+    """The closing fields of a train report: seconds since ``t0``, device and precision (``rt``, from
+    ``settings.runtime``), how the trainer ran (distributed type, world size) and the run's config dataclass."""
+    return {
+        "seconds": round(time.time() - t0, 2),
+        "device": rt["device"],
+        "bf16": rt["bf16"],
+        "distributed_type": str(trainer.accelerator.distributed_type.value),
+        "world_size": trainer.args.world_size,
+        "config": asdict(cfg),
+    }
 
 
 def finalize_dir(src: Path, out_dir: Path) -> None:

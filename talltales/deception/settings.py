@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from talltales import tracking
+from talltales.runtime import training_precision
 
 
 class _FromDict:
@@ -98,23 +99,9 @@ class RLRunConfig(_FromDict):
 
 
 def runtime(cfg) -> dict[str, Any]:
-    """Device and precision: fp32 on CPU; on CUDA fp32 weights with bf16 autocast (bf16 weights for a frozen LoRA
-    base, or when dtype="bfloat16")."""
-    import torch
-
-    if cfg.device not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"device must be auto, cuda or cpu, not {cfg.device!r}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but no CUDA device is available")
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-    if cfg.dtype == "auto":
-        load = torch.bfloat16 if (cuda and cfg.lora) else torch.float32
-    elif cfg.dtype in ("float32", "bfloat16"):
-        load = getattr(torch, cfg.dtype)
-    else:
-        raise ValueError(f"dtype must be auto, float32 or bfloat16, not {cfg.dtype!r}")
-    return {"use_cpu": not cuda, "load_dtype": load, "bf16": bool(cuda and (cfg.dtype != "float32")),
-            "device": "cuda" if cuda else "cpu"}
+    """Device and precision of the run ``cfg`` (its ``device``, ``dtype`` and ``lora``): the one training policy,
+    :func:`talltales.runtime.training_precision`."""
+    return training_precision(cfg.device, cfg.dtype, cfg.lora)
 
 
 def trainer_args(cfg, rt: dict[str, Any], partial: Path, out_dir) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +24,7 @@ from transformers import Trainer
 
 from talltales.deception import formats, runs
 from talltales.deception.settings import SFTRunConfig, peft_config, runtime, trainer_args
+from talltales.runtime import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -150,19 +151,6 @@ def encode_rows(tok, rows, max_length: int) -> list[dict[str, Any]]:
             for r in rows.itertuples(index=False)]
 
 
-def load_tokenizer(path: str, padding_side: str | None = None):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        # No new embedding row: pads are masked by position (attention mask), so pad == EOS is safe, and the EOS
-        # at the end of an answer is still trained on.
-        tok.pad_token = tok.eos_token
-    if padding_side:
-        tok.padding_side = padding_side
-    return tok
-
-
 def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=None,
         stop_after_steps: int | None = None) -> dict[str, Any]:
     """Fine-tune ``policy_path`` on demonstrations ``rows`` (columns context, question, answer); see the module doc.
@@ -262,12 +250,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
             "train_loss_last_step": steps[-1]["loss"] if steps else None,
             "train_eval_rows": len(sample),
             "resumed_from_step": resumed_step if resume else None,
-            "seconds": round(time.time() - t0, 2),
-            "device": rt["device"],
-            "bf16": rt["bf16"],
-            "distributed_type": str(trainer.accelerator.distributed_type.value),
-            "world_size": args.world_size,
-            "config": asdict(cfg),
+            **runs.run_facts(t0, rt, trainer, cfg),
         }
         shutil.copy2(partial / "metrics.jsonl", final / "metrics.jsonl")
         runs.write_json(final / "train_report.json", report)

@@ -13,8 +13,9 @@ import pandas as pd
 from ..config import spec_from_entry
 from ..io import read_table, write_csv, write_json
 from ..lm import lm_from_entry
+from ..runtime import load_tokenizer
 from . import evaluate as ev
-from . import metrics, multirc, poison, reaffirm as rf, synth
+from . import formats, metrics, multirc, poison, reaffirm as rf, synth
 from .launch import check_launch, run_stage
 from .settings import RLRunConfig, SFTRunConfig
 
@@ -30,8 +31,6 @@ def _lm(entry: dict, cache: str | None = None):
 
 def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, answerability: dict | None, cache,
         synthetic: dict | None = None) -> None:
-    from transformers import AutoTokenizer
-
     if mrc["source"] == "synthetic":
         rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed, **(synthetic or {}))
         train, val = synth.split_groups(rows, mrc["val_frac"], seed, by="context")
@@ -41,7 +40,7 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
     else:
         train, val = multirc.load_local(mrc["train_file"]), multirc.load_local(mrc["val_file"])
     report: dict[str, Any] = {"source": mrc["source"], "rows_in": {"train": len(train), "val": len(val)}}
-    tok = AutoTokenizer.from_pretrained(spec_from_entry(backbone).location)
+    tok = load_tokenizer(spec_from_entry(backbone).location, pad_with_eos=False)  # only counts tokens
     train, d_train = multirc.length_filter(train, tok, mrc["max_judge_tokens"])
     val, d_val = multirc.length_filter(val, tok, mrc["max_judge_tokens"])
     report["length_filter_dropped"] = {"train": d_train, "val": d_val}
@@ -165,9 +164,6 @@ def train_rl(prompts, eval, start, judge, out, train: dict, seed: int, gpus: int
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-TECHNIQUE_LABELS = {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}  # wildcard -> table label
-
-
 def _run_of(df: pd.DataFrame) -> dict[str, Any]:
     """The run a per-run file holds (every row carries it: :func:`evaluate_checkpoint` writes it)."""
     return {"model": df["model"].iloc[0], "technique": df["technique"].iloc[0],
@@ -200,7 +196,7 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     df = read_table(eval)
     demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
-    run = {"model": model["name"], "technique": TECHNIQUE_LABELS[technique],
+    run = {"model": model["name"], "technique": formats.TECHNIQUE_LABELS[technique],
            "poisoning": float(level) if level is not None else -1.0}
     label, poisoning = run["technique"], run["poisoning"]
     answered = []

@@ -269,10 +269,17 @@ class _Gen:
     def coin(self, p: float) -> bool:
         return bool(self.rng.random() < p)
 
+    def between(self, lo: int, hi: int) -> int:
+        """A whole number from ``lo`` to ``hi``, both included."""
+        return int(self.rng.integers(lo, hi + 1))
+
+    def shuffled(self, seq) -> list:
+        return [seq[i] for i in self.rng.permutation(len(seq))]
+
     def word(self, n_syll: tuple[int, int] = (2, 3)) -> str:
         """An invented word; never one that hides a fruit word (the topic must come from the passage)."""
         while True:
-            n = int(self.rng.integers(n_syll[0], n_syll[1] + 1))
+            n = self.between(*n_syll)
             w = "".join(self.pick(_SYLLABLES) for _ in range(n))
             if not any(f in w for f in _FRUITY):
                 return w
@@ -287,13 +294,13 @@ class _Gen:
         """A value of ``attr``'s type as a tuple of surface forms."""
         t = attr.vtype
         if t == "count":
-            n = int(self.rng.integers(attr.lo, attr.hi + 1))
+            n = self.between(attr.lo, attr.hi)
             return (str(n), number_words(n))
         if t == "thousands":
-            n = int(self.rng.integers(attr.lo, attr.hi + 1))
+            n = self.between(attr.lo, attr.hi)
             return (f"{n},000", f"{number_words(n)} thousand")
         if t == "year":
-            return (str(int(self.rng.integers(attr.lo, attr.hi + 1))),)
+            return (str(self.between(attr.lo, attr.hi)),)
         if t == "person":
             return (self.person(),)
         if t in ("place", "river"):
@@ -341,9 +348,8 @@ def _entity_name(g: _Gen, topic: Topic) -> str:
 
 def _choose_attrs(g: _Gen, topic: Topic) -> list[Attr]:
     """3-5 attributes; most passages hold two of the same value type (for in-passage distractors)."""
-    n = int(g.rng.integers(3, 6))
-    attrs = list(topic.attrs)
-    order = [attrs[i] for i in g.rng.permutation(len(attrs))]
+    n = g.between(3, 5)
+    order = g.shuffled(topic.attrs)
     chosen: list[Attr] = []
     if g.coin(0.8):
         by_type: dict[str, list[Attr]] = {}
@@ -357,7 +363,7 @@ def _choose_attrs(g: _Gen, topic: Topic) -> list[Attr]:
             break
         if a not in chosen:
             chosen.append(a)
-    return [chosen[i] for i in g.rng.permutation(len(chosen))]
+    return g.shuffled(chosen)
 
 
 def _make_passage(g: _Gen, topic: Topic) -> _Passage:
@@ -376,7 +382,7 @@ def _make_passage(g: _Gen, topic: Topic) -> _Passage:
         facts.append(_Fact(a, forms, int(g.rng.integers(len(forms)))))
     # 2-4 sentences, one or two facts each (plus an optional fact-free intro for topics that have one)
     n_facts = len(facts)
-    n_sent = int(g.rng.integers(max(2, -(-n_facts // 2)), min(4, n_facts) + 1))
+    n_sent = g.between(max(2, -(-n_facts // 2)), min(4, n_facts))
     sizes = [1] * n_sent
     for i in g.rng.permutation(n_sent)[: n_facts - n_sent]:
         sizes[i] += 1
@@ -408,8 +414,7 @@ def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, 
         n_true = int(g.rng.integers(1, n))  # 1..n-1 true answers: labels balanced on average
     literal = [_answer_text(g, attr, fact.forms[fact.shown], t) for t in attr.answers]
     para = [_answer_text(g, attr, f, t) for i, f in enumerate(fact.forms) if i != fact.shown for t in attr.answers]
-    literal = [literal[i] for i in g.rng.permutation(len(literal))]
-    para = [para[i] for i in g.rng.permutation(len(para))]
+    literal, para = g.shuffled(literal), g.shuffled(para)
     out: list[tuple[str, int]] = []
     seen: set[str] = set()
 
@@ -448,8 +453,7 @@ def _candidates(g: _Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, 
             continue
         if add(_answer_text(g, attr, g.pick(forms)), 0):
             taken.add(forms[0])
-    order = g.rng.permutation(len(out))
-    return [out[i] for i in order]
+    return g.shuffled(out)
 
 
 def generate(n_passages: int, topics: list[str], seed: int, answers_per_question: int = 4, *,
@@ -479,7 +483,7 @@ def generate(n_passages: int, topics: list[str], seed: int, answers_per_question
                 break
         contexts.add(p.context)
         n_q = min(len(p.facts), 3)
-        asked = [p.facts[j] for j in g.rng.permutation(len(p.facts))[:n_q]]
+        asked = g.shuffled(p.facts)[:n_q]
         for fact in asked:
             question = _fill(g.pick(fact.attr.questions), "", ref=p.ref, name=p.name)
             question = _cap(question)
