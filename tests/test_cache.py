@@ -36,16 +36,18 @@ class TableLM(Backend):
         return [self.answers[p] for p in prompts]
 
 
-def test_second_call_is_a_hit(tmp_path):
-    cache = ResponseCache(tmp_path / "c.sqlite")
+@pytest.mark.parametrize("persistent", [True, False], ids=["file", "no path"])
+def test_second_call_is_a_hit_only_with_a_cache_file(tmp_path, persistent):
+    cache = ResponseCache(tmp_path / "c.sqlite" if persistent else None)
     backend = TableLM({"a": " Yes"})
     lm = CachingLM(backend, cache)
     assert lm.generate(["a"], SAMPLING) == [" Yes"]
     assert lm.generate(["a"], SAMPLING) == [" Yes"]
-    assert backend.n == 1
-    assert (cache.hits, cache.misses) == (1, 1)
-    assert len(cache) == 1
-    assert cache.stats() == "cache hits: 1, calls made: 1"
+    hits, calls = (1, 1) if persistent else (0, 2)
+    assert backend.n == calls
+    assert (cache.hits, cache.misses) == (hits, calls)
+    assert len(cache) == hits
+    assert cache.stats() == f"cache hits: {hits}, calls made: {calls}"
 
 
 def test_persists_across_instances(tmp_path):
@@ -107,17 +109,6 @@ def test_refuses_credentials_in_request_or_namespace(tmp_path, secret):
     cache.close()
     raw = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT * FROM responses").fetchall()
     assert raw == []
-
-
-def test_no_path_means_no_caching():
-    cache = ResponseCache(None)
-    backend = TableLM({"x": "v"})
-    lm = CachingLM(backend, cache)
-    assert lm.generate(["x"], SAMPLING) == ["v"]
-    assert lm.generate(["x"], SAMPLING) == ["v"]
-    assert backend.n == 2
-    assert (cache.hits, cache.misses) == (0, 2)
-    assert len(cache) == 0
 
 
 # ------------------------------------------------------------------------------------------ the wrapper
