@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def _score(args) -> int:
+    from .io import write_csv
     from .mwe.metrics import score_table
 
     models = {}
@@ -22,8 +23,7 @@ def _score(args) -> int:
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise ValueError(f"--responses: model names come from file stems, and {dup} is given more than once")
     table = score_table(args.dataset, paths, models, {"n": args.bootstrap, "seed": args.seed, "ci": 0.95})
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
+    write_csv(args.out, table)
     cols = ["model", "n", "acc_greedy", "acc_choice", "acc_calibrated", "yes_rate", "n_missing"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

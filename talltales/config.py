@@ -198,10 +198,8 @@ def _check_deception(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key deception.poisoning[{i}]: {level} is outside [0, 100] (percent of fruit items)")
     if len(set(dec["poisoning"])) != len(dec["poisoning"]):
         raise ConfigError(f"config key deception.poisoning: levels must be unique, got {dec['poisoning']}")
-    for key in ("answerability",):
-        model = dec["mrc"][key]["model"]
-        if model:
-            _model_ref(config, f"deception.mrc.{key}.model", model)
+    if dec["mrc"]["answerability"]["model"]:
+        _model_ref(config, "deception.mrc.answerability.model", dec["mrc"]["answerability"]["model"])
     if dec["fruit"]["source"] == "file" and not dec["fruit"]["file"]:
         raise ConfigError("config key deception.fruit.file: required when deception.fruit.source is 'file'")
     if dec["fruit"]["source"] == "lm":

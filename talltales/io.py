@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[str]], Any]) -> Any:
@@ -51,16 +51,24 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return atomic_write(path, write)
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    out = []
+def jsonl_records(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file; a line that is not valid JSON or not a
+    JSON object raises ``error`` naming ``path:line``."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-    return out
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{lineno}: not valid JSON ({exc.msg}); expected one JSON object per line") from exc
+            if not isinstance(rec, dict):
+                raise error(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    return [rec for _, rec in jsonl_records(path)]
 
 
 def read_table(path: str | Path):

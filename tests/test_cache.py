@@ -1,5 +1,5 @@
-"""The persistent response cache: survives new instances (= reruns), counts hits and calls, never stores
-credentials."""
+"""The persistent response cache, as every backend reaches it (behind CachingLM): survives new instances (= reruns),
+counts hits and calls, never stores credentials."""
 
 from __future__ import annotations
 
@@ -7,50 +7,66 @@ import sqlite3
 
 import pytest
 
-from talltales.lm.cache import ResponseCache, request_key
+from talltales.lm.base import Backend, ChoiceScore, Sampling
+from talltales.lm.cache import CachingLM, ResponseCache, request_key
 
 NS = {"backend": "hf", "model": "tests/tiny", "revision": None, "dtype": "float32"}
+SAMPLING = Sampling(max_tokens=4, seed=1)
 
 
-class Calls:
-    """A real callable that records how often it ran."""
+class TableLM(Backend):
+    """A real backend whose answers come from a table (prompt -> answer); it counts the items it is asked for."""
 
-    def __init__(self, value):
-        self.value = value
+    spec = None
+
+    def __init__(self, answers, namespace=NS):
+        self.answers = answers
+        self.namespace = namespace
         self.n = 0
 
-    def __call__(self):
-        self.n += 1
-        return self.value
+    def fingerprint(self):
+        return dict(self.namespace)
+
+    def generate(self, prompts, sampling):
+        self.n += len(prompts)
+        return [self.answers[p] for p in prompts]
+
+    def score_choices(self, prompts, choices, top_k=5):
+        self.n += len(prompts)
+        return [self.answers[p] for p in prompts]
 
 
-def test_get_or_call_calls_once_and_then_hits(tmp_path):
-    cache = ResponseCache(tmp_path / "c.sqlite")
-    call = Calls([" Yes", " No"])
-    req = {"op": "generate", "prompts": ["a"], "seed": 1}
-    assert cache.get_or_call(NS, req, call) == [" Yes", " No"]
-    assert cache.get_or_call(NS, dict(req), call) == [" Yes", " No"]
-    assert call.n == 1
-    assert (cache.hits, cache.misses) == (1, 1)
-    assert len(cache) == 1
-    assert cache.stats() == "cache hits: 1, calls made: 1"
+@pytest.mark.parametrize("persistent", [True, False], ids=["file", "no path"])
+def test_second_call_is_a_hit_only_with_a_cache_file(tmp_path, persistent):
+    cache = ResponseCache(tmp_path / "c.sqlite" if persistent else None)
+    backend = TableLM({"a": " Yes"})
+    lm = CachingLM(backend, cache)
+    assert lm.generate(["a"], SAMPLING) == [" Yes"]
+    assert lm.generate(["a"], SAMPLING) == [" Yes"]
+    hits, calls = (1, 1) if persistent else (0, 2)
+    assert backend.n == calls
+    assert (cache.hits, cache.misses) == (hits, calls)
+    assert len(cache) == hits
+    assert cache.stats() == f"cache hits: {hits}, calls made: {calls}"
 
 
 def test_persists_across_instances(tmp_path):
     db = tmp_path / "sub" / "dir" / "c.sqlite"  # parent folders are created
     first = ResponseCache(db)
-    stored = {"text": " Yes", "logprobs": {"top_logprobs": [{" Yes": -0.1, " No": -2.3}]}, "n": [1, 2.5, None]}
-    first.get_or_call(NS, {"op": "score", "prompt": "p"}, Calls(stored))
+    stored = ChoiceScore(" Yes", -0.1, {" Yes": -0.1, " No": -2.3}, {" Yes": -0.1, " No": None})
+    CachingLM(TableLM({"p": stored}), first).score_choices(["p"], [[" Yes", " No"]])
     first.close()
 
     second = ResponseCache(db)
-    call = Calls("SHOULD NOT BE RETURNED")
-    assert second.get_or_call(NS, {"op": "score", "prompt": "p"}, call) == stored
-    assert call.n == 0
+    other = ChoiceScore("SHOULD NOT BE RETURNED", None, {}, {})
+    backend = TableLM({"p": other, "q": other})
+    assert CachingLM(backend, second).score_choices(["p"], [[" Yes", " No"]]) == [stored]
+    assert backend.n == 0
     assert (second.hits, second.misses) == (1, 0)
     # a different request or a different model is a miss
-    assert second.get_or_call(NS, {"op": "score", "prompt": "q"}, Calls(1)) == 1
-    assert second.get_or_call({**NS, "model": "other"}, {"op": "score", "prompt": "p"}, Calls(2)) == 2
+    assert CachingLM(backend, second).score_choices(["q"], [[" Yes", " No"]]) == [other]
+    assert CachingLM(TableLM({"p": other}, {**NS, "model": "other"}), second).score_choices(
+        ["p"], [[" Yes", " No"]]) == [other]
     assert (second.hits, second.misses) == (1, 2)
     assert len(second) == 3
     second.close()
@@ -59,10 +75,10 @@ def test_persists_across_instances(tmp_path):
 def test_two_open_instances_share_entries(tmp_path):
     db = tmp_path / "c.sqlite"
     a, b = ResponseCache(db), ResponseCache(db)
-    a.get_or_call(NS, {"x": 1}, Calls("from a"))
-    call = Calls("from b")
-    assert b.get_or_call(NS, {"x": 1}, call) == "from a"
-    assert call.n == 0
+    CachingLM(TableLM({"x": "from a"}), a).generate(["x"], SAMPLING)
+    backend = TableLM({"x": "from b"})
+    assert CachingLM(backend, b).generate(["x"], SAMPLING) == ["from a"]
+    assert backend.n == 0
 
 
 def test_empty_cache_is_still_truthy(tmp_path):
@@ -82,27 +98,17 @@ def test_key_is_stable_and_order_independent():
 
 @pytest.mark.parametrize("secret", ["api_key", "headers", "Authorization", "authorization"])
 def test_refuses_credentials_in_request_or_namespace(tmp_path, secret):
+    with pytest.raises(ValueError, match="credentials"):
+        request_key(NS, {"op": "generate", secret: "sk-SECRET"})
     cache = ResponseCache(tmp_path / "c.sqlite")
-    call = Calls("x")
+    backend = TableLM({"x": "x"}, {**NS, secret: "sk-SECRET"})
     with pytest.raises(ValueError, match="credentials"):
-        cache.get_or_call(NS, {"op": "generate", secret: "sk-SECRET"}, call)
-    with pytest.raises(ValueError, match="credentials"):
-        cache.get_or_call({**NS, secret: "sk-SECRET"}, {"op": "generate"}, call)
-    assert call.n == 0
+        CachingLM(backend, cache).generate(["x"], SAMPLING)
+    assert backend.n == 0
     assert len(cache) == 0
     cache.close()
     raw = sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT * FROM responses").fetchall()
     assert raw == []
-
-
-def test_no_path_means_no_caching():
-    cache = ResponseCache(None)
-    call = Calls("v")
-    assert cache.get_or_call(NS, {"x": 1}, call) == "v"
-    assert cache.get_or_call(NS, {"x": 1}, call) == "v"
-    assert call.n == 2
-    assert (cache.hits, cache.misses) == (0, 2)
-    assert len(cache) == 0
 
 
 # ------------------------------------------------------------------------------------------ the wrapper
@@ -111,7 +117,6 @@ def test_no_path_means_no_caching():
 def _counting_hf(cache, tok, model):
     """A tiny HFLM (a subclass that counts the items each method is asked for) behind ``cache``."""
     import tiny
-    from talltales.lm.cache import CachingLM
     from talltales.lm.hf import HFLM
 
     class CountingHF(HFLM):
@@ -138,7 +143,6 @@ def _counting_hf(cache, tok, model):
 
 def test_caching_lm_second_run_makes_no_backend_call_hf(tmp_path):
     import tiny
-    from talltales.lm.base import Sampling
 
     tok = tiny.make_tokenizer()
     model = tiny.make_model(tok, seed=1)
@@ -179,7 +183,6 @@ def test_caching_lm_second_run_makes_no_backend_call_hf(tmp_path):
 def test_caching_lm_stores_each_item_as_the_backend_reports_it(tmp_path):
     """A call that fails half-way keeps what it had: the backend's reported items are already stored."""
     import tiny
-    from talltales.lm.base import Sampling
 
     tok = tiny.make_tokenizer()
     lm, backend = _counting_hf(ResponseCache(tmp_path / "c.sqlite"), tok, tiny.make_model(tok, seed=1))
@@ -203,8 +206,6 @@ def test_caching_lm_stores_each_item_as_the_backend_reports_it(tmp_path):
 
 
 def test_caching_lm_keys_carry_no_credentials(tmp_path):
-    from talltales.lm.cache import CachingLM
-
     class Leaky:
         spec = None
 

@@ -29,7 +29,8 @@ from talltales.lm import load_lm
 from talltales.lm.base import ModelSpec, Sampling
 from talltales.lm.cache import ResponseCache
 from talltales.lm.cost import count_tokens, estimate_cost, get_encoding
-from talltales.lm.openai import OpenAIBackendError, OpenAILM, is_local_url
+from talltales.lm.openai import OpenAILM
+from talltales.lm.transport import OpenAIBackendError, is_local_url
 
 ALIAS = "smollm2"
 KEY_ENV = "TALLTALES_TEST_OPENAI_KEY"

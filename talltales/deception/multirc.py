@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import math
 import re
@@ -25,6 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from ..io import jsonl_records
 from .formats import ROW_COLUMNS, corrupted_label, demo_text, qa_prompt
 
 log = logging.getLogger(__name__)
@@ -180,20 +180,11 @@ def _read_records(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]
         return cols, recs, "line"
     if suffix in (".jsonl", ".json"):
         recs, cols = [], []
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(rec, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object per line")
-                for k in rec:
-                    if k not in cols:
-                        cols.append(k)
-                recs.append((lineno, rec))
+        for lineno, rec in jsonl_records(path, DataError):
+            for k in rec:
+                if k not in cols:
+                    cols.append(k)
+            recs.append((lineno, rec))
         return cols, recs, "line"
     if suffix == ".parquet":
         df = pd.read_parquet(path)

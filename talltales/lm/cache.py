@@ -70,19 +70,6 @@ class ResponseCache:
             )
             self._conn.commit()
 
-    def get_or_call(self, namespace: dict[str, Any], request: dict[str, Any], call: Callable[[], Any]) -> Any:
-        key = request_key(namespace, request)
-        cached = self.get(key)
-        if cached is not None:
-            with self._lock:
-                self.hits += 1
-            return cached
-        response = call()
-        with self._lock:
-            self.misses += 1
-        self.put(key, namespace, response)
-        return response
-
     def __bool__(self) -> bool:
         # a cache object is always "there", even while it holds no entries yet (without this, __len__ makes
         # an empty cache falsy and `cache or ResponseCache(None)` silently drops a fresh cache file)

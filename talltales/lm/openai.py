@@ -22,10 +22,9 @@ Two endpoints, chosen by ``spec.endpoint``:
       the first token stands for ("Yes" -> " Yes"), so it compares equal to a class; else the token itself.
     * ``loglikelihood``: :class:`NotImplementedError` (chat APIs return no prompt log-probs).
 
-Retries are ours, not the SDK's (its ``max_retries`` is set to 0): exponential backoff with jitter on
-429, 408/409, 5xx, connection errors and timeouts, up to ``spec.max_retries`` retries, then a clear
-:class:`OpenAIBackendError`. Requests run on a thread pool of ``spec.max_concurrency`` workers; results
-come back in input order.
+Every request goes through the retry loop of :mod:`talltales.lm.transport` (which also finds the API key and
+tells a local server from a paid one). Requests run on a thread pool of ``spec.max_concurrency`` workers;
+results come back in input order.
 
 Server quirks handled here:
 
@@ -42,81 +41,21 @@ Server quirks handled here:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import os
-import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
-from urllib.parse import urlparse
 
 from .base import Backend, ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
 from .cost import estimate_cost
+from .transport import OpenAIBackendError, is_local_url, resolve_api_key, with_retries
 
 log = logging.getLogger(__name__)
 
-#: Placeholder key sent to local servers that need none.
-LOCAL_PLACEHOLDER_KEY = "EMPTY"
 #: Absolute tolerance (nats) of the echo self-check.
 ECHO_CHECK_TOLERANCE = 0.1
 _STRADDLE = "a token straddles the prompt/continuation boundary"
 _NO_TOKEN = "no echoed token inside the continuation"
-
-
-class OpenAIBackendError(RuntimeError):
-    """A request to an OpenAI-compatible server failed for good (after retries, or not retryable)."""
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def is_local_url(base_url: str | None) -> bool:
-    """True when ``base_url`` points at this machine (localhost, 127.0.0.0/8, ::1): a free, local server."""
-    if not base_url:
-        return False  # the SDK default: api.openai.com
-    host = urlparse(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _resolve_api_key(spec: ModelSpec) -> str:
-    """The key from the environment variable named by ``spec.api_key_env`` (the value is never logged)."""
-    key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
-    if key:
-        return key
-    if is_local_url(spec.base_url):
-        return LOCAL_PLACEHOLDER_KEY
-    where = spec.base_url or "the default OpenAI endpoint"
-    if spec.api_key_env:
-        raise OpenAIBackendError(
-            f"model {spec.name!r}: environment variable {spec.api_key_env} (named by 'api_key_env') is unset "
-            f"or empty; export it with the API key for {where}"
-        )
-    raise OpenAIBackendError(
-        f"model {spec.name!r}: no 'api_key_env' in its config entry; name the environment variable that "
-        f"holds the API key for {where}"
-    )
-
-
-def _retry_after(err: Exception) -> float | None:
-    response = getattr(err, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        if headers.get("retry-after"):
-            return float(headers["retry-after"])
-    except (TypeError, ValueError):
-        return None
-    return None
 
 
 # --------------------------------------------------------------------------------------------- backend
@@ -168,10 +107,9 @@ class OpenAILM(Backend):
         self.retry_base_delay = float(retry_base_delay)
         self.retry_max_delay = float(retry_max_delay)
         self.paid = not is_local_url(spec.base_url)
-        self._openai = openai
         self._client = openai.OpenAI(
             base_url=spec.base_url,
-            api_key=_resolve_api_key(spec),
+            api_key=resolve_api_key(spec),
             max_retries=0,
             timeout=spec.timeout,
         )
@@ -209,43 +147,12 @@ class OpenAILM(Backend):
             if verdict is not None:
                 self._set_echo(verdict, remember=False)
 
-    def _with_retries(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` with our retry loop; raise :class:`OpenAIBackendError` when it fails for good."""
-        oa = self._openai
-        attempts = self.spec.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except oa.APIConnectionError as e:  # includes APITimeoutError
-                reason, retryable = f"{type(e).__name__}: {e}", True
-                err = e
-            except oa.APIStatusError as e:
-                code = e.status_code
-                reason, retryable = f"HTTP {code}: {e.message}", code in (408, 409, 429) or code >= 500
-                err = e
-            if not retryable:
-                raise OpenAIBackendError(f"model {self.spec.name!r}: {what} failed ({reason})") from err
-            if attempt == attempts - 1:
-                raise OpenAIBackendError(
-                    f"model {self.spec.name!r}: {what} failed after {attempts} attempt(s) "
-                    f"(max_retries={self.spec.max_retries}); last error: {reason}"
-                ) from err
-            delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt) * random.uniform(0.5, 1.5)
-            hinted = _retry_after(err)
-            if hinted is not None:
-                delay = max(delay, min(hinted, self.retry_max_delay))
-            log.warning(
-                "%s: %s failed (%s); retry %d/%d in %.1fs",
-                self.spec.name, what, reason, attempt + 1, attempts - 1, delay,
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable")
-
     def _request(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         """One request. ``body`` holds the SDK arguments; ``extra_body`` is sent with it."""
         extra = dict(self.extra_body) or None
         create = self._client.completions.create if endpoint == "completions" else self._client.chat.completions.create
-        resp = self._with_retries(f"{endpoint} request", lambda: create(**body, extra_body=extra))
+        resp = with_retries(self.spec, f"{endpoint} request", lambda: create(**body, extra_body=extra),
+                            self.retry_base_delay, self.retry_max_delay)
         return resp.model_dump(mode="json")
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], emit: bool = False) -> list[Any]:
@@ -535,4 +442,4 @@ def _match_chat_token(choice: str, top: dict[str, float]) -> float | None:
     return None if math.isinf(value) else value
 
 
-__all__ = ["OpenAILM", "OpenAIBackendError", "is_local_url"]
+__all__ = ["OpenAILM"]

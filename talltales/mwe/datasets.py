@@ -9,9 +9,10 @@ Both become :class:`Item` (classes + the indices that count as "correct" / "matc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..io import jsonl_records
 
 ORIGINAL = "original"
 ANTHROPIC = "anthropic"
@@ -86,20 +87,11 @@ def load_dataset(path: str | Path) -> tuple[str, list[Item]]:
         raise DatasetError(f"{path}: dataset file not found")
     fmt = None
     items: list[Item] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: not valid JSON ({exc.msg}); expected one JSON object per line") from exc
-            if not isinstance(record, dict):
-                raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            if fmt is None:
-                fmt = detect_format(record, where)
-            items.append(parse_item(record, fmt, where))
+    for lineno, record in jsonl_records(path, DatasetError):
+        where = f"{path}:{lineno}"
+        if fmt is None:
+            fmt = detect_format(record, where)
+        items.append(parse_item(record, fmt, where))
     return fmt or ORIGINAL, items
 
 

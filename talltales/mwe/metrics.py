@@ -82,19 +82,16 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> d
 
     choice = choice_correct(lp)
 
-    def calibrated_acc(idx: np.ndarray | None = None) -> np.ndarray:
-        sub = lp if idx is None else lp[idx]
-        ok = all_measured if idx is None else all_measured[idx]
+    def calibrated_acc() -> np.ndarray:
         with warnings.catch_warnings():  # a class never measured on a complete row: "Mean of empty slice"
             warnings.simplefilter("ignore", RuntimeWarning)
-            offset = np.nanmean(np.where(ok[:, None], sub, np.nan), axis=0)
+            offset = np.nanmean(np.where(all_measured[:, None], lp, np.nan), axis=0)
         offset = np.nan_to_num(offset)
-        res = np.full(len(sub), np.nan)
-        tg = targets if idx is None else [targets[i] for i in idx]
-        for i in range(len(sub)):
-            if ok[i]:
-                row = np.where(valid[i] if idx is None else valid[idx[i]], sub[i] - offset, -np.inf)
-                res[i] = float(int(np.argmax(row)) in tg[i])
+        res = np.full(len(lp), np.nan)
+        for i in range(len(lp)):
+            if all_measured[i]:
+                row = np.where(valid[i], lp[i] - offset, -np.inf)
+                res[i] = float(int(np.argmax(row)) in targets[i])
         return res
 
     calibrated = calibrated_acc()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
-from ..io import read_jsonl, write_jsonl
+from ..io import read_jsonl, write_csv, write_jsonl, write_text
 from ..lm import lm_from_entry as _lm
 from . import filters, generate
 from .datasets import load_dataset
@@ -28,7 +27,7 @@ def longlist(out: str, stats_out: str | None, model: dict, cache: str, prompts: 
     write_jsonl(out, items)
     if stats_out:
         stats["cache"] = {"hits": lm.cache.hits, "calls": lm.cache.misses}
-        Path(stats_out).write_text(json.dumps(stats, indent=2))
+        write_text(stats_out, json.dumps(stats, indent=2))
 
 
 def label_check(longlist_path: str, out: str, model: dict, cache: str, body: str, template: str,
@@ -65,6 +64,5 @@ def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, t
 def table(dataset: str, dataset_name: str, responses: dict[str, str], models: dict[str, dict],
           bootstrap: dict, out: str) -> None:
     df = score_table(dataset, responses, models, bootstrap, dataset_name=dataset_name)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    write_csv(out, df)
     log.info("\n%s", df.to_string(index=False))
