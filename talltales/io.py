@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[str]], Any]) -> Any:
     """Create ``path``'s folder, call ``write(fh)`` on a temporary text file next to ``path`` and rename it to
     ``path`` (the temporary file is removed if ``write`` fails). Returns what ``write`` returned."""
@@ -17,6 +23,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[str]], Any]) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file owner-only; an output gets the usual mode
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             result = write(fh)
         os.replace(tmp, path)

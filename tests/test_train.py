@@ -533,3 +533,21 @@ def test_one_table_reader_and_atomic_writers(tmp_path):
     write_json(tmp_path / "sub" / "r.json", {"a": 1})
     assert json.loads((tmp_path / "sub" / "r.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["r.json", "t.csv"]  # no temporary file left
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Outputs written through io.atomic_write are readable by the group and others under the usual umask
+    (the temporary file it renames is created owner-only)."""
+    import os
+
+    from talltales.io import write_csv, write_jsonl, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.txt", "x")
+        write_jsonl(tmp_path / "b.jsonl", [{"a": 1}])
+        write_csv(tmp_path / "c.csv", __import__("pandas").DataFrame({"a": [1]}))
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.jsonl", "c.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
