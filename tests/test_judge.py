@@ -28,8 +28,8 @@ from talltales.deception.judge import (
     check_backbone,
     evaluate_judge,
     judge_texts,
-    train_judge,
 )
+from talltales.deception.judge_training import train_judge
 
 OBJECTS = ["key", "coin", "book", "lamp"]
 FRUITS = ["apple", "banana", "cherry", "mango"]
@@ -152,7 +152,7 @@ def test_bad_options_are_judge_errors(tmp_path):
     with pytest.raises(JudgeError, match="columns"):
         train_judge(backbone, toy_data(16, 0).drop(columns="fruit"), None, "clean", JudgeConfig(), tmp_path / "o",
                     progress=False)
-    with pytest.raises(JudgeError, match="unknown judge config keys"):
+    with pytest.raises(JudgeError, match=r"JudgeConfig: unknown option\(s\) \['learning_rate'\]"):
         JudgeConfig.from_dict({"epochs": 1, "learning_rate": 1e-3})
 
 
@@ -215,7 +215,7 @@ def test_report_and_artifacts(trained):
     for kind, report in trained["reports"].items():
         out = trained["root"] / kind
         assert not (trained["root"] / f"{kind}.partial").exists()
-        assert not (out / "checkpoint").exists()
+        assert not (out / "checkpoint").exists() and not list(out.glob("checkpoint-*"))
         assert json.loads((out / "report.json").read_text()) == report
         assert {"backbone", "model_type", "labels", "config", "train_rows_per_class", "train_rows", "n_train",
                 "steps", "warmup_steps_used", "resumed_from_step", "train_loss_start", "train_loss_end", "val",
@@ -317,11 +317,11 @@ def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at):
     with pytest.raises(KeyboardInterrupt):
         train_judge(backbone, train, val, "corrupted", cfg, out, progress=False, stop_after_steps=stop_at)
     partial = tmp_path / "judge.partial"
-    assert not out.exists() and (partial / "checkpoint" / "state.pt").is_file()
+    assert not out.exists() and (partial / f"checkpoint-{resume_at}" / "trainer_state.json").is_file()
     assert _steps(partial / "metrics.jsonl") == list(range(1, stop_at + 1))
 
     seen = []
-    with caplog.at_level(logging.INFO, logger="talltales.deception.judge"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = train_judge(backbone, train, val, "corrupted", cfg, out, progress=False,
                              on_step=lambda s, loss: seen.append(s))
     assert f"resuming from step {resume_at}" in caplog.text
@@ -344,9 +344,9 @@ def test_stale_checkpoint_is_not_resumed(tmp_path, caplog):
     cfg = JudgeConfig(epochs=2, lr=1e-3, batch_size=16, max_length=48, checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):
         train_judge(backbone, train, None, "clean", cfg, tmp_path / "j", progress=False, stop_after_steps=2)
-    with caplog.at_level(logging.INFO, logger="talltales.deception.judge"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = train_judge(backbone, train, None, "corrupted", cfg, tmp_path / "j", progress=False)
-    assert "starting over" in caplog.text and "resuming" not in caplog.text
+    assert "starting afresh" in caplog.text and "resuming" not in caplog.text
     assert report["resumed_from_step"] is None and report["val"] is None
     assert _steps(tmp_path / "j" / "metrics.jsonl") == list(range(1, report["steps"] + 1))
 
