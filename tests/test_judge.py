@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -367,3 +368,71 @@ def test_wandb_offline_run_records_the_judge_metrics(tmp_path, monkeypatch):
     assert report["steps"] == 3 and data.count(b"train/loss") >= 3  # history rows (+ summary updates)
     assert b"val/val_acc_truth" in data and b"final/other_acc_truth" in data
     assert "WANDB_API_KEY" not in (tmp_path / "judge" / "report.json").read_text()
+
+
+def test_lora_judge_is_saved_merged(tmp_path):
+    pytest.importorskip("peft")
+    backbone = bert_backbone(tmp_path / "bb")
+    cfg = JudgeConfig(epochs=1, lr=1e-2, batch_size=16, warmup_steps=0, max_length=48, lora=True)
+    report = train_judge(backbone, toy_data(64, 0), toy_data(16, 1), "clean", cfg, tmp_path / "judge", progress=False)
+    after, init = state(tmp_path / "judge"), state(backbone)
+    assert not any("lora" in k or "base_model" in k for k in after)  # a plain classifier folder
+    assert {"classifier.weight", "classifier.bias"} <= set(after)
+    # the adapters were merged into the attention weights; the embeddings (no adapter) are the backbone's
+    q = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(after[q], init[q[len("bert."):]])
+    assert torch.equal(after["bert.embeddings.word_embeddings.weight"], init["embeddings.word_embeddings.weight"])
+    assert report["config"]["lora"] is True
+    assert Judge.load(tmp_path / "judge", device="cpu").p_true(judge_texts(toy_data(4, 2))).shape == (4,)
+
+
+# ---------------------------------------------------------------------------------------------- config and stage
+JUDGE_DATA_KEYS = {"backbone", "fruit_percent", "train_size", "val_size"}  # the judge data's, not JudgeConfig's
+
+
+def test_schema_defaults_are_the_judge_config_defaults():
+    import dataclasses
+
+    import yaml
+
+    from talltales.config import SCHEMA_PATH
+
+    deception = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["deception"]["properties"]
+    props = deception["judge"]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(JudgeConfig)}
+    # every field settable from config, once: the seed is deception.seed, max_length is mrc.max_judge_tokens
+    assert set(props) == (set(fields) - {"seed", "max_length"}) | JUDGE_DATA_KEYS
+    for name in set(fields) - {"seed", "max_length"}:
+        assert "default" in props[name] and props[name]["default"] == fields[name].default, name
+    assert deception["seed"]["default"] == fields["seed"].default
+    assert deception["mrc"]["properties"]["max_judge_tokens"]["default"] == fields["max_length"].default
+
+
+def test_judge_stage_takes_every_setting_from_config(tmp_path):
+    """The rule's params (deception.judge, deception.seed, mrc.max_judge_tokens) reach the trained judge through
+    the launch entry point; the judge section holds no second max_length."""
+    from talltales.config import validate
+    from talltales.deception import stages
+
+    backbone = bert_backbone(tmp_path / "bb")
+    config = validate({"models": {"bb": {"backend": "hf", "kind": "encoder", "path": str(backbone)},
+                                  "m": {"backend": "hf", "kind": "base", "id": "m"}},
+                       "deception": {"judge": {"backbone": "bb", "epochs": 1, "eval_every": 2, "warmup_steps": 1,
+                                               "schedule": "linear", "lr": 1e-3},
+                                     "mrc": {"max_judge_tokens": 40}, "policies": ["m"], "seed": 5}})
+    dec = config["deception"]
+    toy_data(48, 0).to_csv(tmp_path / "train.csv", index=False)
+    toy_data(16, 1).to_csv(tmp_path / "val.csv", index=False)
+    entry = {"name": "bb", **config["models"]["bb"]}
+    stages.train_judge(str(tmp_path / "train.csv"), str(tmp_path / "val.csv"), str(tmp_path / "judge"), "corrupted",
+                       entry, dec["judge"], dec["seed"], dec["mrc"]["max_judge_tokens"])
+    report = json.loads((tmp_path / "judge" / "report.json").read_text())
+    want = JudgeConfig(epochs=1, eval_every=2, warmup_steps=1, schedule="linear", lr=1e-3, max_length=40, seed=5)
+    assert report["config"] == asdict(want) and report["labels"] == "corrupted"
+    rows = [json.loads(x) for x in (tmp_path / "judge" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == list(range(2, report["steps"] + 1, 2))
+    assert Judge.load(tmp_path / "judge", device="cpu").max_length == 40
+    assert not list(tmp_path.glob("*.judge-args.json"))
+    with pytest.raises(ValueError, match="max_length"):
+        validate({"models": config["models"], "deception": {"judge": {"backbone": "bb", "max_length": 64},
+                                                            "policies": ["m"]}})
