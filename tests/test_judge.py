@@ -58,13 +58,13 @@ def toy_data(n: int, seed: int, fruit_share: float = 0.2) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=formats.ROW_COLUMNS)
 
 
-def bert_backbone(folder: Path) -> Path:
+def bert_backbone(folder: Path, dropout: float = 0.0) -> Path:
     from transformers import BertConfig, BertModel
 
     tok = make_tokenizer(bos=True)  # <bos> first plays the part of [CLS] for the pooler
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                     hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -309,9 +309,10 @@ def _steps(out: Path) -> list[int]:
     return [json.loads(x)["step"] for x in out.read_text().splitlines() if json.loads(x)["kind"] == "train"]
 
 
-@pytest.mark.parametrize("stop_at, resume_at", [(8, 8), (11, 8)])
-def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at):
-    backbone = bert_backbone(tmp_path / "bb")
+# (7, 6): from the epoch-end checkpoint, with dropout (the resumed run draws the masks the uninterrupted one draws)
+@pytest.mark.parametrize("stop_at, resume_at, dropout", [(8, 8, 0.0), (11, 8, 0.0), (7, 6, 0.1)])
+def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at, dropout):
+    backbone = bert_backbone(tmp_path / "bb", dropout)
     train, val = toy_data(96, 0), toy_data(16, 1)
     cfg = JudgeConfig(epochs=3, lr=1e-3, batch_size=16, warmup_steps=2, max_length=48, checkpoint_every=4)
     out = tmp_path / "judge"
@@ -332,7 +333,7 @@ def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at):
     assert _steps(out / "metrics.jsonl") == list(range(1, 19))  # continued, no restart, no duplicates
     assert not partial.exists()
 
-    # the same weights as an uninterrupted run (no dropout; one thread)
+    # the same weights as an uninterrupted run (one thread)
     ref = train_judge(backbone, train, val, "corrupted", cfg, tmp_path / "ref", progress=False)
     assert ref["resumed_from_step"] is None
     a, b = state(out), state(tmp_path / "ref")

@@ -9,7 +9,9 @@ What the judge adds to a plain Trainer run: the majority label's rows dropped at
 seeded), left truncation at ``max_length``, the classifier head initialized from the seed, optional LoRA (merged on
 save), no weight decay on biases and norm weights, a warm-up capped to 10 % of the steps, validation every
 ``eval_every`` steps or at each epoch end (:class:`JudgeSchedule`), and ``report.json`` (the accuracy breakdown of
-:func:`~talltales.deception.judge.accuracy_breakdown` on the validation rows).
+:func:`~talltales.deception.judge.accuracy_breakdown` on the validation rows). For a fixed seed on one process the
+weights are those of the judges' former hand-written loop: torch AdamW, epoch ``e`` in the order of a permutation
+seeded ``seed * 1000 + e``, the same dropout draws (:class:`JudgeTrainer`).
 """
 
 from __future__ import annotations
@@ -109,14 +111,28 @@ def validation_metrics(p: np.ndarray, y: np.ndarray, truth: np.ndarray) -> dict:
 
 
 class JudgeTrainer(Trainer):
-    """The transformers Trainer with the judge's weight-decay groups (none on biases and norm weights) and its
+    """The transformers Trainer with the judge's weight-decay groups (none on biases and norm weights), its
     validation pass (:func:`validation_metrics` of the validation rows ``val = (ids, training labels, truth)``,
-    handed to ``on_eval(state, metrics)``) in place of the Trainer's evaluation loop."""
+    handed to ``on_eval(state, metrics)``) in place of the Trainer's evaluation loop, and the dropout draws of the
+    judges' hand-written loop: the global torch RNG runs on from ``rng`` (its state once the model was built) or
+    from a resumed checkpoint's state from step to step, and what the data loader draws from it in between is
+    undone."""
 
     def __init__(self, *args, val: tuple = ((), None, None), amp: bool = False,
-                 on_eval: Callable[[object, dict], None] | None = None, **kwargs):
+                 on_eval: Callable[[object, dict], None] | None = None, rng: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.val, self.amp, self.on_eval = (list(val[0]), *val[1:]), amp, on_eval
+        self.val, self.amp, self.on_eval, self.rng = (list(val[0]), *val[1:]), amp, on_eval, rng
+
+    def training_step(self, *args, **kwargs):
+        if self.rng is not None:
+            torch.set_rng_state(self.rng)
+        loss = super().training_step(*args, **kwargs)
+        self.rng = torch.get_rng_state()
+        return loss
+
+    def _load_rng_state(self, checkpoint) -> None:
+        super()._load_rng_state(checkpoint)
+        self.rng = torch.get_rng_state()
 
     def get_decay_parameter_names(self, model) -> list[str]:
         return [n for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n.lower()]
@@ -278,7 +294,7 @@ def train_judge(
         model=model, args=args, train_dataset=[{"input_ids": x, "labels": int(t)} for x, t in zip(ids, y)],
         data_collator=_Batch(tok.pad_token_id), processing_class=tok, callbacks=callbacks,
         val=(_encode(tok, val_texts, cfg.max_length), val_y, training_labels(val_df, "clean")), amp=rt["bf16"],
-        on_eval=on_eval)
+        on_eval=on_eval, rng=torch.get_rng_state())
     if not progress:
         trainer.remove_callback(PrinterCallback)
     try:
