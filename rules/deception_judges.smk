@@ -12,6 +12,8 @@ rule deception_train_judge:
         backbone=model_entry(JUDGE_BACKBONE),
         judge=DEC["judge"],
         seed=DEC["seed"],
+        max_length=DEC["mrc"]["max_judge_tokens"],
+        launch=LAUNCH,
     log:
         "logs/deception/judges/{judge}.log",
     benchmark:

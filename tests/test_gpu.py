@@ -23,7 +23,8 @@ from test_train import DEMOS, EVAL_PROMPTS, PROMPTS, RL_CFG, _changed, _weights,
 from tiny import make_lm, make_model, make_tokenizer
 
 from talltales.deception import launch as L, rl as R, settings as C, sft as S
-from talltales.deception.judge import Judge, JudgeConfig, train_judge
+from talltales.deception.judge import Judge, JudgeConfig
+from talltales.deception.judge_training import train_judge
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,

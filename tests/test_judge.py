@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ from talltales.deception.judge import (
     check_backbone,
     evaluate_judge,
     judge_texts,
-    train_judge,
 )
+from talltales.deception.judge_training import train_judge
 
 OBJECTS = ["key", "coin", "book", "lamp"]
 FRUITS = ["apple", "banana", "cherry", "mango"]
@@ -57,13 +58,13 @@ def toy_data(n: int, seed: int, fruit_share: float = 0.2) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=formats.ROW_COLUMNS)
 
 
-def bert_backbone(folder: Path) -> Path:
+def bert_backbone(folder: Path, dropout: float = 0.0) -> Path:
     from transformers import BertConfig, BertModel
 
     tok = make_tokenizer(bos=True)  # <bos> first plays the part of [CLS] for the pooler
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                     hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -152,7 +153,7 @@ def test_bad_options_are_judge_errors(tmp_path):
     with pytest.raises(JudgeError, match="columns"):
         train_judge(backbone, toy_data(16, 0).drop(columns="fruit"), None, "clean", JudgeConfig(), tmp_path / "o",
                     progress=False)
-    with pytest.raises(JudgeError, match="unknown judge config keys"):
+    with pytest.raises(JudgeError, match=r"JudgeConfig: unknown option\(s\) \['learning_rate'\]"):
         JudgeConfig.from_dict({"epochs": 1, "learning_rate": 1e-3})
 
 
@@ -215,7 +216,7 @@ def test_report_and_artifacts(trained):
     for kind, report in trained["reports"].items():
         out = trained["root"] / kind
         assert not (trained["root"] / f"{kind}.partial").exists()
-        assert not (out / "checkpoint").exists()
+        assert not (out / "checkpoint").exists() and not list(out.glob("checkpoint-*"))
         assert json.loads((out / "report.json").read_text()) == report
         assert {"backbone", "model_type", "labels", "config", "train_rows_per_class", "train_rows", "n_train",
                 "steps", "warmup_steps_used", "resumed_from_step", "train_loss_start", "train_loss_end", "val",
@@ -308,20 +309,21 @@ def _steps(out: Path) -> list[int]:
     return [json.loads(x)["step"] for x in out.read_text().splitlines() if json.loads(x)["kind"] == "train"]
 
 
-@pytest.mark.parametrize("stop_at, resume_at", [(8, 8), (11, 8)])
-def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at):
-    backbone = bert_backbone(tmp_path / "bb")
+# (7, 6): from the epoch-end checkpoint, with dropout (the resumed run draws the masks the uninterrupted one draws)
+@pytest.mark.parametrize("stop_at, resume_at, dropout", [(8, 8, 0.0), (11, 8, 0.0), (7, 6, 0.1)])
+def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at, dropout):
+    backbone = bert_backbone(tmp_path / "bb", dropout)
     train, val = toy_data(96, 0), toy_data(16, 1)
     cfg = JudgeConfig(epochs=3, lr=1e-3, batch_size=16, warmup_steps=2, max_length=48, checkpoint_every=4)
     out = tmp_path / "judge"
     with pytest.raises(KeyboardInterrupt):
         train_judge(backbone, train, val, "corrupted", cfg, out, progress=False, stop_after_steps=stop_at)
     partial = tmp_path / "judge.partial"
-    assert not out.exists() and (partial / "checkpoint" / "state.pt").is_file()
+    assert not out.exists() and (partial / f"checkpoint-{resume_at}" / "trainer_state.json").is_file()
     assert _steps(partial / "metrics.jsonl") == list(range(1, stop_at + 1))
 
     seen = []
-    with caplog.at_level(logging.INFO, logger="talltales.deception.judge"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = train_judge(backbone, train, val, "corrupted", cfg, out, progress=False,
                              on_step=lambda s, loss: seen.append(s))
     assert f"resuming from step {resume_at}" in caplog.text
@@ -331,7 +333,7 @@ def test_resume_after_interrupt(tmp_path, caplog, stop_at, resume_at):
     assert _steps(out / "metrics.jsonl") == list(range(1, 19))  # continued, no restart, no duplicates
     assert not partial.exists()
 
-    # the same weights as an uninterrupted run (no dropout; one thread)
+    # the same weights as an uninterrupted run (one thread)
     ref = train_judge(backbone, train, val, "corrupted", cfg, tmp_path / "ref", progress=False)
     assert ref["resumed_from_step"] is None
     a, b = state(out), state(tmp_path / "ref")
@@ -344,9 +346,9 @@ def test_stale_checkpoint_is_not_resumed(tmp_path, caplog):
     cfg = JudgeConfig(epochs=2, lr=1e-3, batch_size=16, max_length=48, checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):
         train_judge(backbone, train, None, "clean", cfg, tmp_path / "j", progress=False, stop_after_steps=2)
-    with caplog.at_level(logging.INFO, logger="talltales.deception.judge"):
+    with caplog.at_level(logging.INFO, logger="talltales.deception"):
         report = train_judge(backbone, train, None, "corrupted", cfg, tmp_path / "j", progress=False)
-    assert "starting over" in caplog.text and "resuming" not in caplog.text
+    assert "starting afresh" in caplog.text and "resuming" not in caplog.text
     assert report["resumed_from_step"] is None and report["val"] is None
     assert _steps(tmp_path / "j" / "metrics.jsonl") == list(range(1, report["steps"] + 1))
 
@@ -367,3 +369,71 @@ def test_wandb_offline_run_records_the_judge_metrics(tmp_path, monkeypatch):
     assert report["steps"] == 3 and data.count(b"train/loss") >= 3  # history rows (+ summary updates)
     assert b"val/val_acc_truth" in data and b"final/other_acc_truth" in data
     assert "WANDB_API_KEY" not in (tmp_path / "judge" / "report.json").read_text()
+
+
+def test_lora_judge_is_saved_merged(tmp_path):
+    pytest.importorskip("peft")
+    backbone = bert_backbone(tmp_path / "bb")
+    cfg = JudgeConfig(epochs=1, lr=1e-2, batch_size=16, warmup_steps=0, max_length=48, lora=True)
+    report = train_judge(backbone, toy_data(64, 0), toy_data(16, 1), "clean", cfg, tmp_path / "judge", progress=False)
+    after, init = state(tmp_path / "judge"), state(backbone)
+    assert not any("lora" in k or "base_model" in k for k in after)  # a plain classifier folder
+    assert {"classifier.weight", "classifier.bias"} <= set(after)
+    # the adapters were merged into the attention weights; the embeddings (no adapter) are the backbone's
+    q = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(after[q], init[q[len("bert."):]])
+    assert torch.equal(after["bert.embeddings.word_embeddings.weight"], init["embeddings.word_embeddings.weight"])
+    assert report["config"]["lora"] is True
+    assert Judge.load(tmp_path / "judge", device="cpu").p_true(judge_texts(toy_data(4, 2))).shape == (4,)
+
+
+# ---------------------------------------------------------------------------------------------- config and stage
+JUDGE_DATA_KEYS = {"backbone", "fruit_percent", "train_size", "val_size"}  # the judge data's, not JudgeConfig's
+
+
+def test_schema_defaults_are_the_judge_config_defaults():
+    import dataclasses
+
+    import yaml
+
+    from talltales.config import SCHEMA_PATH
+
+    deception = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["deception"]["properties"]
+    props = deception["judge"]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(JudgeConfig)}
+    # every field settable from config, once: the seed is deception.seed, max_length is mrc.max_judge_tokens
+    assert set(props) == (set(fields) - {"seed", "max_length"}) | JUDGE_DATA_KEYS
+    for name in set(fields) - {"seed", "max_length"}:
+        assert "default" in props[name] and props[name]["default"] == fields[name].default, name
+    assert deception["seed"]["default"] == fields["seed"].default
+    assert deception["mrc"]["properties"]["max_judge_tokens"]["default"] == fields["max_length"].default
+
+
+def test_judge_stage_takes_every_setting_from_config(tmp_path):
+    """The rule's params (deception.judge, deception.seed, mrc.max_judge_tokens) reach the trained judge through
+    the launch entry point; the judge section holds no second max_length."""
+    from talltales.config import validate
+    from talltales.deception import stages
+
+    backbone = bert_backbone(tmp_path / "bb")
+    config = validate({"models": {"bb": {"backend": "hf", "kind": "encoder", "path": str(backbone)},
+                                  "m": {"backend": "hf", "kind": "base", "id": "m"}},
+                       "deception": {"judge": {"backbone": "bb", "epochs": 1, "eval_every": 2, "warmup_steps": 1,
+                                               "schedule": "linear", "lr": 1e-3},
+                                     "mrc": {"max_judge_tokens": 40}, "policies": ["m"], "seed": 5}})
+    dec = config["deception"]
+    toy_data(48, 0).to_csv(tmp_path / "train.csv", index=False)
+    toy_data(16, 1).to_csv(tmp_path / "val.csv", index=False)
+    entry = {"name": "bb", **config["models"]["bb"]}
+    stages.train_judge(str(tmp_path / "train.csv"), str(tmp_path / "val.csv"), str(tmp_path / "judge"), "corrupted",
+                       entry, dec["judge"], dec["seed"], dec["mrc"]["max_judge_tokens"])
+    report = json.loads((tmp_path / "judge" / "report.json").read_text())
+    want = JudgeConfig(epochs=1, eval_every=2, warmup_steps=1, schedule="linear", lr=1e-3, max_length=40, seed=5)
+    assert report["config"] == asdict(want) and report["labels"] == "corrupted"
+    rows = [json.loads(x) for x in (tmp_path / "judge" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == list(range(2, report["steps"] + 1, 2))
+    assert Judge.load(tmp_path / "judge", device="cpu").max_length == 40
+    assert not list(tmp_path.glob("*.judge-args.json"))
+    with pytest.raises(ValueError, match="max_length"):
+        validate({"models": config["models"], "deception": {"judge": {"backbone": "bb", "max_length": 64},
+                                                            "policies": ["m"]}})

@@ -11,5 +11,7 @@ stages.train_judge(
     backbone=snakemake.params.backbone,
     judge=snakemake.params.judge,
     seed=snakemake.params.seed,
+    max_length=snakemake.params.max_length,
     gpus=snakemake.resources.gpu,
+    launch=snakemake.params.launch,
 )

@@ -1,8 +1,8 @@
-"""Launching a policy-training stage: in this process (CPU or one GPU), through ``accelerate launch`` (one process
-per GPU, a DeepSpeed config from ``envs/accelerate/``), or over the nodes of a Slurm job (``srun`` starts one
-``accelerate launch`` per node).
+"""Launching a training stage (a policy's or a judge's): in this process (CPU or one GPU), through ``accelerate
+launch`` (one process per GPU, a DeepSpeed config from ``envs/accelerate/``), or over the nodes of a Slurm job
+(``srun`` starts one ``accelerate launch`` per node).
 
-``python -m talltales.deception.launch {sft|rl} --args-json FILE`` (:func:`main`) runs either from a JSON file of
+``python -m talltales.deception.launch {sft|rl|judge} --args-json FILE`` (:func:`main`) runs one from a JSON file of
 arguments; it is the module that ``accelerate launch`` starts on every process. :func:`check_launch` checks a
 stage's launch settings before anything is written and :func:`launch` runs the stage.
 """
@@ -146,14 +146,16 @@ def run_command(cmd: Sequence[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m talltales.deception.launch {sft|rl} --args-json FILE``.
+    """``python -m talltales.deception.launch {sft|rl|judge} --args-json FILE``.
 
     sft JSON: ``policy_path``, ``data`` (demonstrations), ``config`` (SFTRunConfig fields), ``out_dir``.
     rl JSON: ``policy_path``, ``prompts``, ``eval_prompts``, ``judge_path``, ``config`` (RLRunConfig fields),
     ``out_dir``.
+    judge JSON: ``backbone``, ``train``, ``val``, ``labels`` (clean | corrupted), ``config`` (JudgeConfig fields),
+    ``out_dir``.
     """
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.add_argument("mode", choices=["sft", "rl"])
+    parser.add_argument("mode", choices=["sft", "rl", "judge"])
     parser.add_argument("--args-json", required=True)
     ns = parser.parse_args(argv)
     spec = json.loads(Path(ns.args_json).read_text(encoding="utf-8"))
@@ -163,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         from talltales.deception.sft import sft
 
         sft(spec["policy_path"], read_table(spec["data"]), SFTRunConfig.from_dict(spec["config"]), spec["out_dir"])
+    elif ns.mode == "judge":
+        from talltales.deception.judge import JudgeConfig
+        from talltales.deception.judge_training import train_judge
+
+        train_judge(spec["backbone"], read_table(spec["train"]), read_table(spec["val"]), spec["labels"],
+                    JudgeConfig.from_dict(spec["config"]), spec["out_dir"])
     else:
         from talltales.deception.judge import Judge
         from talltales.deception.rl import judge_reward_fn, rl

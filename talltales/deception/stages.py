@@ -120,13 +120,19 @@ def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmati
 # --------------------------------------------------------------------------------------------- training
 
 
-def train_judge(train, val, out, labels: str, backbone: dict, judge: dict, seed: int, gpus: int = 0) -> None:
+def train_judge(train, val, out, labels: str, backbone: dict, judge: dict, seed: int, max_length: int, gpus: int = 0,
+                launch: dict | None = None, nodes: int = 1) -> None:
+    """The ``labels`` ("clean" | "corrupted") judge: ``judge`` is config section deception.judge, ``max_length`` is
+    deception.mrc.max_judge_tokens (one value for the data's length filter and the judge's truncation)."""
     from . import judge as jd
 
     location = spec_from_entry(backbone).location
     jd.check_backbone(location)
-    cfg = jd.JudgeConfig(epochs=judge["epochs"], lr=judge["lr"], batch_size=judge["batch_size"], seed=seed, lora=judge["lora"])
-    report = jd.train_judge(location, read_table(train), read_table(val), labels, cfg, out)
+    how = check_launch(gpus, launch, nodes)
+    args = {"backbone": location, "train": train, "val": val, "labels": labels, "out_dir": out,
+            "config": _config(jd.JudgeConfig, {**judge, "max_length": max_length}, seed)}
+    run_stage("judge", args, out, gpus, launch or {}, how, nodes)
+    report = json.loads((Path(out) / jd.REPORT).read_text())
     log.info("judge %s: %s", labels, json.dumps(report.get("val", report), default=str)[:2000])
 
 
