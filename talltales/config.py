@@ -8,6 +8,7 @@ Two layers of checks, both before any job runs:
 
 from __future__ import annotations
 
+import importlib
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,8 @@ from .lm import BACKENDS
 from .lm.base import spec_from_entry  # noqa: F401  (re-exported: the registry's entry -> spec)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
-OWN_DATASETS = ("longlist", "shortlist", "shortlist_strict", "final", "final_strict")
+# Each study checks its own config section: SECTION -> module with check(config) (a new study adds one line).
+STUDY_CHECKS = {"mwe": "talltales.mwe.checks", "deception": "talltales.deception.checks"}
 
 
 class ConfigError(ValueError):
@@ -103,7 +105,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate(config, source=str(path))
 
 
-def _model_ref(config: dict, key: str, name: str) -> None:
+def model_ref(config: dict, key: str, name: str) -> None:
     if name not in config["models"]:
         known = ", ".join(sorted(config["models"]))
         raise ConfigError(f"config key {key}: unknown model {name!r}; the registry (models:) has: {known}")
@@ -131,83 +133,9 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key {key}.id: an openai model needs the API model name in 'id'")
             if not entry.get("base_url"):
                 raise ConfigError(f"config key {key}.base_url: an openai model needs 'base_url'")
-    _check_deception(config)
-    mwe = config.get("mwe")
-    if not mwe:
-        return
-    classes = mwe["classes"]
-    _model_ref(config, "mwe.longlist.generator", mwe["longlist"]["generator"])
-    for i, p in enumerate(mwe["longlist"]["prompts"]):
-        if p["answer_index"] >= len(classes):
-            raise ConfigError(
-                f"config key mwe.longlist.prompts[{i}].answer_index: {p['answer_index']} is not an index of "
-                f"mwe.classes {classes}"
-            )
-    ids = [p["id"] for p in mwe["longlist"]["prompts"]]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"config key mwe.longlist.prompts: prompt ids must be unique, got {ids}")
-    for stage in ("label_check", "harsh_check"):
-        _model_ref(config, f"mwe.{stage}.checker", mwe[stage]["checker"])
-    for label in mwe["label_check"]["strict_threshold"]:
-        if label not in classes:
-            raise ConfigError(
-                f"config key mwe.label_check.strict_threshold: {label!r} is not one of mwe.classes {classes}"
-            )
-    if mwe["harsh_check"]["keep"] not in mwe["harsh_check"]["classes"]:
-        raise ConfigError("config key mwe.harsh_check.keep: must be one of mwe.harsh_check.classes")
-    for stage, needed in (("label_check", ["{prompt}"]), ("harsh_check", ["{prompt}", "{answer}"]), ("eval", ["{prompt}"])):
-        for ph in needed:
-            if ph not in mwe[stage]["template"]:
-                raise ConfigError(f"config key mwe.{stage}.template: must contain the placeholder {ph}")
-    for i, name in enumerate(mwe["eval_models"]):
-        _model_ref(config, f"mwe.eval_models[{i}]", name)
-    for i, name in enumerate(mwe["eval_datasets"]):
-        if name not in OWN_DATASETS:
-            raise ConfigError(
-                f"config key mwe.eval_datasets[{i}]: {name!r} is not one of the pipeline's lists {OWN_DATASETS}"
-                " (use mwe.datasets: {NAME: PATH} for other files)"
-            )
-    for name in mwe["datasets"]:
-        if name in OWN_DATASETS:
-            raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
-        if not name.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
-
-
-def _check_deception(config: dict[str, Any]) -> None:
-    dec = config.get("deception")
-    if not dec:
-        return
-    backbone = dec["judge"]["backbone"]
-    _model_ref(config, "deception.judge.backbone", backbone)
-    if config["models"][backbone]["backend"] != "hf":
-        raise ConfigError(
-            f"config key deception.judge.backbone: {backbone!r} uses the {config['models'][backbone]['backend']!r} "
-            "backend; a judge is a sequence classifier trained locally and needs an hf model"
-        )
-    for i, name in enumerate(dec["policies"]):
-        _model_ref(config, f"deception.policies[{i}]", name)
-        entry = config["models"][name]
-        if entry["backend"] != "hf" or entry["kind"] == "encoder":
-            raise ConfigError(
-                f"config key deception.policies[{i}]: {name!r} must be a generative hf model (got backend "
-                f"{entry['backend']!r}, kind {entry['kind']!r})"
-            )
-    for i, level in enumerate(dec["poisoning"]):
-        if not 0 <= level <= 100:
-            raise ConfigError(f"config key deception.poisoning[{i}]: {level} is outside [0, 100] (percent of fruit items)")
-    if len(set(dec["poisoning"])) != len(dec["poisoning"]):
-        raise ConfigError(f"config key deception.poisoning: levels must be unique, got {dec['poisoning']}")
-    if dec["mrc"]["answerability"]["model"]:
-        _model_ref(config, "deception.mrc.answerability.model", dec["mrc"]["answerability"]["model"])
-    if dec["fruit"]["source"] == "file" and not dec["fruit"]["file"]:
-        raise ConfigError("config key deception.fruit.file: required when deception.fruit.source is 'file'")
-    if dec["fruit"]["source"] == "lm":
-        if not dec["fruit"]["generator"]:
-            raise ConfigError("config key deception.fruit.generator: required when deception.fruit.source is 'lm'")
-        _model_ref(config, "deception.fruit.generator", dec["fruit"]["generator"])
-    if dec["mrc"]["source"] == "file" and not (dec["mrc"]["train_file"] and dec["mrc"]["val_file"]):
-        raise ConfigError("config keys deception.mrc.train_file and val_file: required when deception.mrc.source is 'file'")
+    for section, module in STUDY_CHECKS.items():
+        if config.get(section):
+            importlib.import_module(module).check(config)
 
 
 def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -261,3 +261,21 @@ def test_params_written_as_text_are_counts(cfg, text, count):
 def test_params_that_are_no_count_name_the_key(cfg):
     cfg["models"]["gemma3-270m"]["params"] = "7 billion"
     assert "models.gemma3-270m.params" in error(cfg)
+
+
+def test_each_study_checks_its_own_section():
+    """config.check runs a study's checks (talltales/STUDY/checks.py) only when its section is there."""
+    import importlib
+
+    from talltales import config as ttc
+
+    cfg = yaml.safe_load(REPO_CONFIG.read_text())
+    assert set(ttc.STUDY_CHECKS) == {"mwe", "deception"}
+    for module in ttc.STUDY_CHECKS.values():
+        assert callable(importlib.import_module(module).check)
+    bad = copy.deepcopy(cfg)
+    bad["deception"]["policies"] = ["no-such-model"]
+    with pytest.raises(ttc.ConfigError, match=r"deception\.policies\[0\]"):
+        ttc.validate(copy.deepcopy(bad))
+    bad.pop("deception")
+    ttc.validate(bad)  # without its section, study 2's checks do not run

@@ -1,0 +1,41 @@
+"""Study 2's cross-reference checks of its config section ``deception`` (run by :func:`talltales.config.check`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ConfigError, model_ref
+
+
+def check(config: dict[str, Any]) -> None:
+    dec = config["deception"]
+    backbone = dec["judge"]["backbone"]
+    model_ref(config, "deception.judge.backbone", backbone)
+    if config["models"][backbone]["backend"] != "hf":
+        raise ConfigError(
+            f"config key deception.judge.backbone: {backbone!r} uses the {config['models'][backbone]['backend']!r} "
+            "backend; a judge is a sequence classifier trained locally and needs an hf model"
+        )
+    for i, name in enumerate(dec["policies"]):
+        model_ref(config, f"deception.policies[{i}]", name)
+        entry = config["models"][name]
+        if entry["backend"] != "hf" or entry["kind"] == "encoder":
+            raise ConfigError(
+                f"config key deception.policies[{i}]: {name!r} must be a generative hf model (got backend "
+                f"{entry['backend']!r}, kind {entry['kind']!r})"
+            )
+    for i, level in enumerate(dec["poisoning"]):
+        if not 0 <= level <= 100:
+            raise ConfigError(f"config key deception.poisoning[{i}]: {level} is outside [0, 100] (percent of fruit items)")
+    if len(set(dec["poisoning"])) != len(dec["poisoning"]):
+        raise ConfigError(f"config key deception.poisoning: levels must be unique, got {dec['poisoning']}")
+    if dec["mrc"]["answerability"]["model"]:
+        model_ref(config, "deception.mrc.answerability.model", dec["mrc"]["answerability"]["model"])
+    if dec["fruit"]["source"] == "file" and not dec["fruit"]["file"]:
+        raise ConfigError("config key deception.fruit.file: required when deception.fruit.source is 'file'")
+    if dec["fruit"]["source"] == "lm":
+        if not dec["fruit"]["generator"]:
+            raise ConfigError("config key deception.fruit.generator: required when deception.fruit.source is 'lm'")
+        model_ref(config, "deception.fruit.generator", dec["fruit"]["generator"])
+    if dec["mrc"]["source"] == "file" and not (dec["mrc"]["train_file"] and dec["mrc"]["val_file"]):
+        raise ConfigError("config keys deception.mrc.train_file and val_file: required when deception.mrc.source is 'file'")

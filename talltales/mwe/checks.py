@@ -1,0 +1,50 @@
+"""Study 1's cross-reference checks of its config section ``mwe`` (run by :func:`talltales.config.check`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ConfigError, model_ref
+
+OWN_DATASETS = ("longlist", "shortlist", "shortlist_strict", "final", "final_strict")
+
+
+def check(config: dict[str, Any]) -> None:
+    mwe = config["mwe"]
+    classes = mwe["classes"]
+    model_ref(config, "mwe.longlist.generator", mwe["longlist"]["generator"])
+    for i, p in enumerate(mwe["longlist"]["prompts"]):
+        if p["answer_index"] >= len(classes):
+            raise ConfigError(
+                f"config key mwe.longlist.prompts[{i}].answer_index: {p['answer_index']} is not an index of "
+                f"mwe.classes {classes}"
+            )
+    ids = [p["id"] for p in mwe["longlist"]["prompts"]]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"config key mwe.longlist.prompts: prompt ids must be unique, got {ids}")
+    for stage in ("label_check", "harsh_check"):
+        model_ref(config, f"mwe.{stage}.checker", mwe[stage]["checker"])
+    for label in mwe["label_check"]["strict_threshold"]:
+        if label not in classes:
+            raise ConfigError(
+                f"config key mwe.label_check.strict_threshold: {label!r} is not one of mwe.classes {classes}"
+            )
+    if mwe["harsh_check"]["keep"] not in mwe["harsh_check"]["classes"]:
+        raise ConfigError("config key mwe.harsh_check.keep: must be one of mwe.harsh_check.classes")
+    for stage, needed in (("label_check", ["{prompt}"]), ("harsh_check", ["{prompt}", "{answer}"]), ("eval", ["{prompt}"])):
+        for ph in needed:
+            if ph not in mwe[stage]["template"]:
+                raise ConfigError(f"config key mwe.{stage}.template: must contain the placeholder {ph}")
+    for i, name in enumerate(mwe["eval_models"]):
+        model_ref(config, f"mwe.eval_models[{i}]", name)
+    for i, name in enumerate(mwe["eval_datasets"]):
+        if name not in OWN_DATASETS:
+            raise ConfigError(
+                f"config key mwe.eval_datasets[{i}]: {name!r} is not one of the pipeline's lists {OWN_DATASETS}"
+                " (use mwe.datasets: {NAME: PATH} for other files)"
+            )
+    for name in mwe["datasets"]:
+        if name in OWN_DATASETS:
+            raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
