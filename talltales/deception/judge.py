@@ -35,7 +35,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import formats
-from .settings import _FromDict, runtime
+from ..runtime import load_tokenizer
+from .settings import FromDict, runtime
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def check_backbone(path_or_id: str | os.PathLike):
 
 # ---------------------------------------------------------------------------------------------- config
 @dataclass
-class JudgeConfig(_FromDict):
+class JudgeConfig(FromDict):
     """A judge's training settings: config section ``deception.judge``, whose defaults are these (tested), except
     ``seed`` (``deception.seed``) and ``max_length`` (``deception.mrc.max_judge_tokens``, the one value that the
     data's length filter and the judge's truncation share)."""
@@ -203,15 +204,12 @@ def accuracy_breakdown(p_true: np.ndarray, df: pd.DataFrame, labels: str | None 
 
 # ---------------------------------------------------------------------------------------------- model helpers
 def _load_tokenizer(source: str):
-    from transformers import AutoTokenizer
-
+    """The backbone's tokenizer: right padding, left truncation (a long input loses the start of its context); its
+    pad token is set with the model's by :func:`_ensure_pad`."""
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        return load_tokenizer(source, padding_side="right", truncation_side="left", pad_with_eos=False)
     except Exception as e:  # noqa: BLE001
         raise JudgeError(f"judge backbone {source!r}: cannot load its tokenizer ({type(e).__name__}: {e})") from e
-    tok.truncation_side = "left"
-    tok.padding_side = "right"
-    return tok
 
 
 def _ensure_pad(tok, model) -> None:

@@ -14,7 +14,7 @@ from talltales import tracking
 from talltales.runtime import training_precision
 
 
-class _FromDict:
+class FromDict:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, only_fields: bool = False):
         """Build from a mapping. An unknown key is an error (a typo must not silently fall back to a default),
@@ -29,7 +29,7 @@ class _FromDict:
 
 
 @dataclass
-class SFTRunConfig(_FromDict):
+class SFTRunConfig(FromDict):
     """Supervised fine-tuning on demonstrations (the loss is on answer tokens + EOS only): config sections
     ``deception.sft`` and ``deception.warmup`` (whose default is 1 epoch), whose defaults are these (tested)."""
 
@@ -58,7 +58,7 @@ class SFTRunConfig(_FromDict):
 
 
 @dataclass
-class RLRunConfig(_FromDict):
+class RLRunConfig(FromDict):
     """RL against a reward function (trl RLOO or GRPO): config section ``deception.rl``, whose defaults are these
     (tested)."""
 
