@@ -28,7 +28,8 @@ def main() -> int:
     ap.add_argument("--tolerance", type=float, default=1e-3)
     args = ap.parse_args()
 
-    from talltales.config import load_config, model_entry, spec_from_entry
+    from talltales.config import load_config, model_entry
+    from talltales.lm import spec_from_entry
     from talltales.io import fill
     from talltales.lm.embedded import materialize
     from talltales.lm.hf import HFLM, naive_score_choices

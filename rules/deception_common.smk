@@ -16,7 +16,7 @@ JUDGE_BACKBONE = DEC["judge"]["backbone"]
 SHOTS = [str(s) for s in DEC["eval"]["shots"]]
 ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
 FRUIT_GENERATOR = DEC["fruit"]["generator"] if DEC["fruit"]["source"] == "lm" else None
-# How training stages start their processes (talltales.deception.stages._launch): a param, so edits rerun them.
+# How training stages start their processes (talltales.deception.launch.run_stage): a param, so edits rerun them.
 LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accelerate_config")}
 
 

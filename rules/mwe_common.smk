@@ -1,9 +1,11 @@
 # Study 1 (model-written "harsh truth" evals): its settings, file names, wildcard constraints, the input
 # functions of rules/mwe*.smk, and its default targets.
 
+from talltales.mwe.checks import OWN_DATASETS
+
 MWE = config["mwe"]
 # The pipeline's own lists (results/mwe/NAME.jsonl), evaluable like a file named in mwe.datasets.
-MWE_OWN = {"longlist", "shortlist", "shortlist_strict", "final", "final_strict"}
+MWE_OWN = set(OWN_DATASETS)
 MWE_DATASETS = list(MWE["eval_datasets"]) + list(MWE["datasets"])
 
 MWE_LIST = "results/mwe/{dataset}.jsonl"

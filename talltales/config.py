@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from .lm import BACKENDS
-from .lm.base import spec_from_entry  # noqa: F401  (re-exported: the registry's entry -> spec)
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 # Each study checks its own config section: SECTION -> module with check(config) (a new study adds one line).

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talltales.config import ConfigError, load_config, model_entry, spec_from_entry, validate
+from talltales.config import ConfigError, load_config, model_entry, validate
+from talltales.lm import spec_from_entry
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
@@ -279,3 +280,10 @@ def test_each_study_checks_its_own_section():
         ttc.validate(copy.deepcopy(bad))
     bad.pop("deception")
     ttc.validate(bad)  # without its section, study 2's checks do not run
+
+
+def test_judge_over_several_nodes_is_refused():
+    cfg = yaml.safe_load(REPO_CONFIG.read_text())
+    cfg["deception"]["resources"]["judge"]["nodes"] = 2
+    with pytest.raises(ConfigError, match=r"deception\.resources\.judge\.nodes"):
+        validate(cfg)

@@ -39,3 +39,7 @@ def check(config: dict[str, Any]) -> None:
         model_ref(config, "deception.fruit.generator", dec["fruit"]["generator"])
     if dec["mrc"]["source"] == "file" and not (dec["mrc"]["train_file"] and dec["mrc"]["val_file"]):
         raise ConfigError("config keys deception.mrc.train_file and val_file: required when deception.mrc.source is 'file'")
+    if (dec.get("resources", {}).get("judge") or {}).get("nodes", 1) > 1:
+        raise ConfigError(
+            "config key deception.resources.judge.nodes: a judge trains on one node (gpus on that node may be > 1)"
+        )

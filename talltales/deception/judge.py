@@ -15,8 +15,9 @@
 * :func:`evaluate_judge` reports accuracy against the truth and against the corrupted labels, on fruit and on
   other items separately (the judge-accuracy table of spec §2, measured against the truth as §10.10 asks).
 
-Device and precision follow :func:`talltales.deception.settings.runtime`, the one policy of study-2 training:
-fp32 on CPU; on CUDA fp32 weights with bf16 autocast (bf16 weights for a LoRA base or ``dtype: bfloat16``).
+Training follows :func:`talltales.deception.settings.runtime` (the one training policy: fp32 on CPU; on CUDA fp32
+weights with bf16 autocast, bf16 weights for a LoRA base or ``dtype: bfloat16``); a loaded judge scores with the
+inference policy of :mod:`talltales.runtime` (``auto``: bf16 weights on CUDA, fp32 on CPU).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import formats
-from ..runtime import load_tokenizer
-from .settings import FromDict, runtime
+from ..runtime import bf16_autocast, load_tokenizer, resolve_device, resolve_dtype
+from .settings import FromDict
 
 log = logging.getLogger(__name__)
 
@@ -276,10 +277,10 @@ def _p_true_ids(model, ids: list[list[int]], pad_id: int, device, batch_size: in
 # ---------------------------------------------------------------------------------------------- Judge
 class Judge:
     """A trained judge: P(True) of judge inputs. THE interface of the RL reward and of the evaluation.
-    ``amp``: bf16 autocast (on CUDA)."""
+    ``amp``: bf16 autocast; None = where fp32 weights sit on a CUDA device with bf16 (talltales.runtime)."""
 
     def __init__(self, model, tokenizer, device: str | torch.device = "cpu", batch_size: int = 32,
-                 max_length: int = 512, labels: str | None = None, progress: bool = False, amp: bool = False):
+                 max_length: int = 512, labels: str | None = None, progress: bool = False, amp: bool | None = None):
         self.model = model.eval()
         self.tok = tokenizer
         self.tok.truncation_side = "left"
@@ -291,20 +292,21 @@ class Judge:
         self.max_length = max_length
         self.labels = labels  # "clean" | "corrupted" | None (unknown)
         self.progress = progress
-        self.amp = amp
+        self.amp = bf16_autocast(self.device, next(self.model.parameters()).dtype) if amp is None else amp
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", batch_size: int = 32, dtype: str = "auto",
              progress: bool = False) -> "Judge":
-        """Load a judge folder written by :func:`train_judge` (or any sequence-classifier folder), on the device
-        and in the precision of training (:func:`talltales.deception.settings.runtime`)."""
+        """Load a judge folder written by :func:`train_judge` (or any sequence-classifier folder), with the
+        inference device/dtype policy of :mod:`talltales.runtime` (``auto``: bf16 weights on CUDA, fp32 on CPU)."""
         from transformers import AutoModelForSequenceClassification
 
         path = Path(path)
         check_backbone(path)
-        rt = runtime(JudgeConfig(device=device, dtype=dtype))
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
         tok = _load_tokenizer(str(path))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=rt["load_dtype"])
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=dt)
         if model.config.num_labels != 2:
             raise JudgeError(f"judge {str(path)!r} has {model.config.num_labels} labels, expected 2 (False, True)")
         meta = {}
@@ -313,10 +315,8 @@ class Judge:
         max_length = int(meta.get("config", {}).get("max_length") or min(int(tok.model_max_length or 512), 1024))
         if tok.pad_token_id is not None and model.config.pad_token_id is None:
             model.config.pad_token_id = tok.pad_token_id
-        log.info("loaded judge %s (%s labels) on %s as %s%s", path, meta.get("labels", "unknown"), rt["device"],
-                 rt["load_dtype"], " with bf16 autocast" if rt["bf16"] else "")
-        return cls(model.to(rt["device"]), tok, rt["device"], batch_size, max_length, meta.get("labels"), progress,
-                   rt["bf16"])
+        log.info("loaded judge %s (%s labels) on %s as %s", path, meta.get("labels", "unknown"), dev, dt)
+        return cls(model.to(dev), tok, dev, batch_size, max_length, meta.get("labels"), progress)
 
     def p_true(self, texts: Sequence[str]) -> np.ndarray:
         """P(True) = softmax(logits)[:, 1] for each judge input text (no grad, batched)."""

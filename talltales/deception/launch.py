@@ -4,7 +4,7 @@ launch`` (one process per GPU, a DeepSpeed config from ``envs/accelerate/``), or
 
 ``python -m talltales.deception.launch {sft|rl|judge} --args-json FILE`` (:func:`main`) runs one from a JSON file of
 arguments; it is the module that ``accelerate launch`` starts on every process. :func:`check_launch` checks a
-stage's launch settings before anything is written and :func:`launch` runs the stage.
+stage's launch settings before anything is written and :func:`run_stage` runs the stage.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import spec_from_entry
 from ..io import read_table, write_csv, write_json
-from ..lm import lm_from_entry
+from ..lm import lm_from_entry, spec_from_entry
 from ..runtime import load_tokenizer
 from . import evaluate as ev
 from . import formats, metrics, multirc, poison, reaffirm as rf, synth

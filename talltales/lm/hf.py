@@ -325,5 +325,4 @@ def naive_score_choices(lm: HFLM, prompts, choices, top_k: int = 5) -> list[Choi
     return out
 
 
-# resolve_device / resolve_dtype are talltales.runtime's (imported above; judge.py still imports them from here)
 __all__ = ["HFLM", "naive_score_choices"]
