@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -306,20 +305,10 @@ def train_judge(
 
     # ---- final evaluation, save, rename
     val_p = trainer.val_p_true(progress)
-    final = partial / "final"
-    if cfg.lora:
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        if main:
-            merged.save_pretrained(final)
-            tok.save_pretrained(final)
-    else:
-        trainer.save_model(str(final))
-    trainer.accelerator.wait_for_everyone()
-    report: dict = {}
-    if main:
-        steps = trainer.state.global_step
+
+    def make_report() -> dict:
         losses = [r["loss"] for r in runs.read_metrics(partial / runs.METRICS_FILE) if r.get("kind") == "train"]
-        report = {
+        return {
             "backbone": source,
             "model_type": config.model_type,
             "labels": labels,
@@ -328,7 +317,7 @@ def train_judge(
             "train_rows": counts,
             "n_train": len(y),
             "n_truncated_train": n_truncated,
-            "steps": steps,
+            "steps": trainer.state.global_step,
             "steps_per_epoch": steps_per_epoch,
             "warmup_steps_used": warmup,
             "resumed_from_step": resumed_step if resume else None,
@@ -341,10 +330,11 @@ def train_judge(
             "truncation": "left",
             "seconds": round(time.time() - t0, 2),
         }
-        shutil.copy2(partial / runs.METRICS_FILE, final / runs.METRICS_FILE)
-        runs.write_json(final / REPORT, report)
-        runs.finalize_dir(final, out_dir)
-        shutil.rmtree(partial, ignore_errors=True)
+
+    report = runs.save_final(trainer, tok, partial, out_dir, lora=cfg.lora, main=main, make_report=make_report,
+                             report_file=REPORT)
+    if main:
+        steps = report["steps"]
         val = report["val"] or {}
         track({f"final/{part}_{k}": v for part, d in val.items() if isinstance(d, dict) for k, v in d.items()}, steps)
         tracker.finish()

@@ -329,7 +329,7 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
             shutil.rmtree(p)
         (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
         (partial / runs.FINGERPRINT_FILE).unlink(missing_ok=True)
-        runs.write_json(partial / "train_report.json", report)
+        runs.write_json(partial / runs.REPORT_FILE, report)
         runs.finalize_dir(partial, out)
         log.info("RL done: held-out reward %s -> %s, best %s at step %s; saved %s", report["heldout_reward_start"],
                  report["heldout_reward_end"], report["best_heldout_reward"], report["best_step"], out)

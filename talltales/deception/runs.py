@@ -5,7 +5,9 @@ A run writes into ``out_dir + ".partial"`` (:func:`partial_dir`): the trainer's 
 :class:`MetricsToJsonl`) and ``run_fingerprint.txt`` (the identity of the run: :func:`fingerprint`). A new start
 calls :func:`prepare_partial`, which resumes from the newest complete checkpoint of a run with the same identity (and
 drops the metrics logged after it), or starts afresh. The finished result replaces ``out_dir`` by one rename
-(:func:`finalize_dir`), so ``out_dir`` is either absent or complete.
+(:func:`finalize_dir`), so ``out_dir`` is either absent or complete. A run whose result is one model folder (SFT,
+the judge) ends with :func:`save_final`: the model into ``partial/final``, its report and metrics beside it, the
+rename, the partial dir removed.
 
 Use on ``P`` processes: call :func:`prepare_partial` inside ``args.main_process_first()`` with ``main`` true on
 process 0 only, give every process a :class:`MetricsWriter` (it writes on the main process only) and pass
@@ -23,7 +25,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from transformers import TrainerCallback
 
@@ -34,9 +36,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 FINGERPRINT_FILE = "run_fingerprint.txt"
 METRICS_FILE = "metrics.jsonl"
+REPORT_FILE = "train_report.json"
 
 __all__ = ["CHECKPOINT_PREFIX", "MetricsToJsonl", "MetricsWriter", "StopAfter", "callbacks", "checkpoints",
-           "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "run_facts", "write_json"]
+           "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "run_facts", "save_final",
+           "write_json"]
 
 
 def partial_dir(out_dir: str | os.PathLike) -> Path:
@@ -187,3 +191,29 @@ def finalize_dir(src: Path, out_dir: Path) -> None:
         shutil.rmtree(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, out_dir)
+
+
+def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: bool,
+               make_report: Callable[[], dict[str, Any]], report_file: str = REPORT_FILE) -> dict[str, Any]:
+    """End a run whose result is one model folder; every process calls it. The model goes to ``partial/final``
+    (a LoRA model merged into its base and saved with ``tok`` by the main process, otherwise
+    ``trainer.save_model``); after a barrier the main process builds the report (``make_report()``), writes it as
+    ``report_file`` next to a copy of ``metrics.jsonl``, renames the folder to ``out_dir`` and removes ``partial``.
+    Returns the report (``{}`` on the other processes)."""
+    final = partial / "final"
+    if lora:
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        if main:
+            merged.save_pretrained(final)
+            tok.save_pretrained(final)
+    else:
+        trainer.save_model(str(final))
+    trainer.accelerator.wait_for_everyone()
+    if not main:
+        return {}
+    report = make_report()
+    shutil.copy2(partial / METRICS_FILE, final / METRICS_FILE)
+    write_json(final / report_file, report)
+    finalize_dir(final, out_dir)
+    shutil.rmtree(partial, ignore_errors=True)
+    return report

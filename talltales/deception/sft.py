@@ -14,7 +14,6 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,22 +219,12 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
     if not evaluated or evaluated[-1] != trainer.state.global_step:
         trainer.evaluate()  # the end-of-training losses (logged to metrics.jsonl)
 
-    final = partial / "final"
-    if cfg.lora:
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        if main:
-            merged.save_pretrained(final)
-            tok.save_pretrained(final)
-    else:
-        trainer.save_model(str(final))
-    trainer.accelerator.wait_for_everyone()
-    report: dict[str, Any] = {}
-    if main:
+    def make_report() -> dict[str, Any]:
         metrics = runs.read_metrics(partial / runs.METRICS_FILE)
         tr = [r for r in metrics if "eval_train_loss" in r]
         va = [r for r in metrics if "eval_val_loss" in r]
         steps = [r for r in metrics if "loss" in r]
-        report = {
+        return {
             "kind": "sft",
             "policy_path": str(policy_path),
             "n_rows": len(train),
@@ -252,10 +241,9 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
             "resumed_from_step": resumed_step if resume else None,
             **runs.run_facts(t0, rt, trainer, cfg),
         }
-        shutil.copy2(partial / "metrics.jsonl", final / "metrics.jsonl")
-        runs.write_json(final / "train_report.json", report)
-        runs.finalize_dir(final, out)
-        shutil.rmtree(partial, ignore_errors=True)
+
+    report = runs.save_final(trainer, tok, partial, out, lora=cfg.lora, main=main, make_report=make_report)
+    if main:
         log.info("SFT done: loss %.4f -> %.4f in %d steps; saved %s", report["loss_start"] or float("nan"),
                  report["loss_end"] or float("nan"), report["steps"], out)
     trainer.accelerator.wait_for_everyone()
