@@ -384,14 +384,16 @@ def test_length_filter_tiny_tokenizer(clean):
 
 
 def test_answerability_filter_tiny_lm(tmp_path, splits):
-    from talltales.lm.cache import ResponseCache
+    from talltales.lm.cache import CachingLM, ResponseCache
 
     _, c_val, _, _ = splits
     val = c_val[c_val["group"].isin(list(dict.fromkeys(c_val["group"]))[:8])]
 
     class Recording:
+        """Records the prompts that reach the backend (it sits behind the cache, as a real backend does)."""
+
         def __init__(self, lm):
-            self.lm, self.spec, self.cache, self.prompts = lm, lm.spec, lm.cache, []
+            self.lm, self.spec, self.prompts = lm, lm.spec, []
 
         def fingerprint(self):
             return self.lm.fingerprint()
@@ -401,8 +403,8 @@ def test_answerability_filter_tiny_lm(tmp_path, splits):
             return self.lm.score_choices(prompts, choices, top_k=top_k)
 
     with one_thread():
-        lm = Recording(make_lm(cache=ResponseCache(tmp_path / "cache.sqlite")))
-        kept, dec = multirc.answerability_filter(val, lm, "val")
+        lm = Recording(make_lm())
+        kept, dec = multirc.answerability_filter(val, CachingLM(lm, ResponseCache(tmp_path / "cache.sqlite")), "val")
         # one call per group, about that split's own context and question
         assert len(lm.prompts) == 8 and list(dec["group"]) == list(dict.fromkeys(val["group"]))
         first = val.drop_duplicates("group")
@@ -417,8 +419,9 @@ def test_answerability_filter_tiny_lm(tmp_path, splits):
         assert set(kept["group"]) == set(dec.loc[dec["decision"] == "keep", "group"])
         assert len(kept) == val["group"].isin(set(kept["group"])).sum()  # all answers of a kept group
         # rerun on a fresh LM object over the same cache file: every verdict comes from the cache
-        again = Recording(make_lm(cache=ResponseCache(tmp_path / "cache.sqlite")))
-        kept2, dec2 = multirc.answerability_filter(val, again, "val")
+        again = Recording(make_lm())
+        kept2, dec2 = multirc.answerability_filter(val, CachingLM(again, ResponseCache(tmp_path / "cache.sqlite")),
+                                                   "val")
         assert again.prompts == []
         pd.testing.assert_frame_equal(dec2, dec)
         pd.testing.assert_frame_equal(kept2, kept)

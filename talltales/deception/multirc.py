@@ -329,7 +329,6 @@ def answerability_filter(
     lm,
     split: str,
     prompt_template: str = ANSWERABILITY_PROMPT,
-    cache=None,
     top_k: int = 5,
     batch_size: int = 64,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -340,15 +339,12 @@ def answerability_filter(
     ``lm.score_choices([prompt], [[" Yes", " No"]], top_k)`` (log-probs, no sampling: the temperature-0
     equivalent); a group is kept, with all its candidate answers, when log P(" Yes") > log P(" No"). A class the
     backend could not score is looked up among the top-k tokens; a group with neither is "undecided" (dropped).
-    The scores go through the response cache (:func:`talltales.lm.cache.caching`: ``lm`` as it is when it already
-    is a cached backend, else ``lm`` behind ``cache``, default ``lm.cache``), so a rerun makes no calls.
+    ``lm`` is a backend as :func:`talltales.lm.lm_from_entry` makes it, behind the one response cache, so a rerun
+    makes no calls.
 
     Returns (kept rows, decisions) with decisions columns group, split, decision ("keep" | "drop" | "undecided"),
     logprob_yes, logprob_no, one row per group in order of first appearance.
     """
-    from talltales.lm.cache import caching
-
-    lm = caching(lm, cache)
     groups = list(dict.fromkeys(df["group"]))
     first = df.drop_duplicates("group").set_index("group")
     prompts = [answerability_prompt(prompt_template, first.at[g, "context"], first.at[g, "question"]) for g in groups]

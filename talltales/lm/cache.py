@@ -194,10 +194,3 @@ class CachingLM:
         self.cache.put(request_key(self.namespace, {"fact": fact}), self.namespace, value)
 
 
-def caching(lm, cache: ResponseCache | None = None) -> CachingLM:
-    """``lm`` behind ``cache`` (default: ``lm.cache``); ``lm`` itself when it already is a CachingLM on it."""
-    if cache is None:
-        cache = getattr(lm, "cache", None)
-    if isinstance(lm, CachingLM) and (cache is None or lm.cache is cache):
-        return lm
-    return CachingLM(lm, cache)
