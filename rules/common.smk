@@ -52,6 +52,16 @@ def model_files(name):
     return [f"{MODELS_DIR}/{name}"] if name in EMBEDDED else []
 
 
+def files_of(wildcard):
+    """An input function: the model_files of the model that WILDCARD names."""
+    return lambda wildcards: model_files(wildcards[wildcard])
+
+
+def entry_of(wildcard):
+    """A params function: the registry entry of the model that WILDCARD names."""
+    return lambda wildcards: model_entry(wildcards[wildcard])
+
+
 def embedded_package(wildcards):
     return MODELS[wildcards.model]["embedded"]
 

@@ -94,14 +94,6 @@ def training_resources(stage, multinode=True):
     return stage_resources(DEC["resources"].get(stage, {}), multinode=multinode)
 
 
-def policy_files(wildcards):
-    return model_files(wildcards.policy)
-
-
-def policy_entry(wildcards):
-    return model_entry(wildcards.policy)
-
-
 # ------------------------------------------------------------------ rules/deception_eval.smk
 def eval_checkpoint(wildcards):
     """What an evaluation job loads: the registry model (Base rows), the warmed-up start point (Warmup rows) or

@@ -5,11 +5,11 @@
 rule deception_warmup:
     input:
         data=WARMUP_DATA,
-        model=policy_files,
+        model=files_of("policy"),
     output:
         directory(policy_dir("warmup")),
     params:
-        model=policy_entry,
+        model=entry_of("policy"),
         train=DEC["warmup"],
         seed=DEC["seed"],
         launch=LAUNCH,
@@ -29,11 +29,11 @@ rule deception_warmup:
 rule deception_sft:
     input:
         data=SFT_DATA,
-        model=policy_files,
+        model=files_of("policy"),
     output:
         directory(policy_dir("sft")),
     params:
-        model=policy_entry,
+        model=entry_of("policy"),
         train=DEC["sft"],
         seed=DEC["seed"],
         launch=LAUNCH,

@@ -110,11 +110,11 @@ rule mwe_harsh_check:
 rule mwe_eval:
     input:
         dataset=mwe_dataset_file,
-        model=mwe_eval_model_files,
+        model=files_of("model"),
     output:
         MWE_RESPONSES,
     params:
-        model=mwe_eval_model_entry,
+        model=entry_of("model"),
         body=verbatim(MWE["eval"]["body"]),
         template=verbatim(MWE["eval"]["template"]),
         top_k=MWE["eval"]["top_k"],

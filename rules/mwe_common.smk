@@ -33,14 +33,6 @@ def mwe_dataset_file(wildcards):
     return MWE["datasets"][wildcards.dataset]
 
 
-def mwe_eval_model_files(wildcards):
-    return model_files(wildcards.model)
-
-
-def mwe_eval_model_entry(wildcards):
-    return model_entry(wildcards.model)
-
-
 def mwe_responses(wildcards):
     """Responses of every eval model on a dataset, in mwe.eval_models order."""
     return [MWE_RESPONSES.format(dataset=wildcards.dataset, model=m) for m in MWE["eval_models"]]
