@@ -46,5 +46,9 @@ check_fault_injection([r.name for r in workflow.rules])
 
 
 # An interrupted or failed cluster run leaves no job of its own in the queue (talltales/slurm.py).
+onstart:
+    talltales.slurm.cancel_on_interrupt(log, logger)
+
+
 onerror:
-    cancel_leftover_slurm_jobs(log)
+    talltales.slurm.cancel_run(log, logger)

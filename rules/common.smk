@@ -103,8 +103,3 @@ def check_fault_injection(rule_names):
     except faults.FaultSpecError as err:
         raise WorkflowError(f"invalid test hook: {err}")
 
-
-def cancel_leftover_slurm_jobs(logfile):
-    rid = talltales.slurm.cancel_run(logfile)
-    if rid:
-        logger.info(f"Cancelled any job of Slurm run {rid} still queued or running.")

@@ -1,30 +1,49 @@
-"""Slurm: cancel what an interrupted or failed run left in the queue.
+"""Slurm: cancel what an interrupted or failed run leaves in the queue.
 
-The Slurm executor plugin (2.8.0) cancels on interrupt only the jobs in its list of active jobs, and a job can be
-missing from that list at that moment: the list is emptied while a status query runs and refilled after it, and a
-submission is registered asynchronously after sbatch has returned. Such a job stays queued after Snakemake has
-exited. The plugin names every job of a run after the run's ID (``--job-name``) and logs that ID, so the
-workflow's ``onerror`` handler cancels, by that name, whatever of this run is still queued or running: at that
-point Snakemake has stopped waiting for any of them.
+The Slurm executor plugin (2.8.0) names every job of a run after the run's ID (``--job-name``) and logs that ID
+("SLURM run ID: ...") when it starts, before the workflow's ``onstart`` handler runs. On its own it does not
+cancel reliably on an interrupt (Ctrl-C, SIGINT):
+
+* it cancels only the jobs in its list of active jobs, and a job can be missing from that list at that moment:
+  the list is emptied while a status query runs and refilled after it, and a submission is registered only
+  after sbatch has returned;
+* Snakemake runs the workflow's ``onerror`` handler only after the plugin's shutdown, which waits until its
+  status thread wakes up from its sleep between two queries: 10 s longer after each query that finds no job
+  finished, up to 180 s. A second interrupt in that time, or a ``kill``, ends Snakemake without ``onerror``.
+
+* Snakemake's console log handler discards a KeyboardInterrupt raised while it writes a line: an interrupt that
+  lands then is lost and the run goes on.
+
+So ``onstart`` installs :func:`cancel_on_interrupt`: a SIGINT cancels, by that name, every job of the run at once
+(Snakemake cancels all its jobs on an interrupt anyway), then Snakemake handles the interrupt as before; one that
+lands while a log handler writes is delivered again just after. ``onerror`` keeps :func:`cancel_run` as the backstop for a submission that was in flight at the
+interrupt, and for a run that stops on an error. SIGTERM is left alone: there Snakemake lets running jobs finish.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterable
 
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
+SCANCEL_TIMEOUT = 60  # seconds; the plugin's own scancel waits as long
+REDELIVER_AFTER = 0.2  # seconds: an interrupt that landed in a log handler's emit is sent again
+
+Logfiles = str | Path | Iterable[str | Path] | None
 
 
-def run_id(logfiles: str | Path | Iterable[str | Path] | None) -> str | None:
-    """The Slurm run ID the executor plugin logged in Snakemake's log file(s) (the ``log`` of an ``onerror``
-    handler: a path, or a list of them), or None (not a Slurm run)."""
+def run_id(logfiles: Logfiles) -> str | None:
+    """The Slurm run ID the executor plugin logged in Snakemake's log file(s) (the ``log`` of an ``onstart`` or
+    ``onerror`` handler: a path, or a list of them), or None (not a Slurm run)."""
     if isinstance(logfiles, (str, Path)):
         logfiles = [logfiles]
     for path in logfiles or []:
@@ -33,17 +52,78 @@ def run_id(logfiles: str | Path | Iterable[str | Path] | None) -> str | None:
     return None
 
 
-def cancel_run(logfiles: str | Path | Iterable[str | Path] | None) -> str | None:
-    """``scancel --name`` the jobs of the Slurm run logged in ``logfiles``; the run ID, or None if there was none."""
-    rid = run_id(logfiles)
-    if rid is None or shutil.which("scancel") is None:
-        return None
-    proc = subprocess.run(["scancel", f"--name={rid}"], capture_output=True, text=True, timeout=120)
+def _scancel(rid: str, logger: logging.Logger) -> None:
+    try:
+        proc = subprocess.run(["scancel", f"--name={rid}"], capture_output=True, text=True, timeout=SCANCEL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        logger.warning(f"scancel --name={rid} did not return within {SCANCEL_TIMEOUT} s")
+        return
     if proc.returncode != 0:
-        log.warning("scancel --name=%s failed (%s): %s", rid, proc.returncode, proc.stderr.strip())
+        logger.warning(f"scancel --name={rid} failed ({proc.returncode}): {proc.stderr.strip()}")
     else:
-        log.info("cancelled any job of Slurm run %s still queued or running", rid)
+        logger.info(f"Cancelled any job of Slurm run {rid} still queued or running.")
+
+
+def _slurm_run(logfiles: Logfiles) -> str | None:
+    rid = run_id(logfiles)
+    return rid if rid is not None and shutil.which("scancel") is not None else None
+
+
+def cancel_run(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
+    """``scancel --name`` the jobs of the Slurm run logged in ``logfiles``; the run ID, or None if there was none."""
+    rid = _slurm_run(logfiles)
+    if rid is not None:
+        _scancel(rid, logger or log)
     return rid
 
 
-__all__ = ["cancel_run", "run_id"]
+def _in_log_emit(frame) -> bool:
+    """Whether ``frame`` runs inside a logging handler's ``emit`` (where Snakemake swallows KeyboardInterrupt)."""
+    while frame is not None:
+        if frame.f_code.co_name == "emit" and isinstance(frame.f_locals.get("self"), logging.Handler):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
+    """From now on a SIGINT first cancels the jobs of the Slurm run logged in ``logfiles``, then goes to the
+    handler that was there before (Python's: KeyboardInterrupt); if it landed in a log handler's ``emit``, it is
+    sent again shortly instead, until it lands outside (then it cancels nothing more). The run ID, or None (not a Slurm run, or not called in the main thread, where
+    alone signal handlers can be set: nothing installed)."""
+    rid = _slurm_run(logfiles)
+    if rid is None:
+        return None
+    logger = logger or log
+    previous = signal.getsignal(signal.SIGINT)
+    busy = redelivered = False
+
+    def on_sigint(signum, frame):
+        nonlocal busy, redelivered
+        if not (busy or redelivered):  # neither a second interrupt during the scancel nor our own redelivery
+            busy = True
+            try:
+                logger.info(f"Interrupted: cancelling the jobs of Slurm run {rid}.")
+                _scancel(rid, logger)
+            finally:
+                busy = False
+        redelivered = _in_log_emit(frame)
+        if redelivered:
+            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
+        elif callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGINT)
+        elif previous != signal.SIG_IGN:  # None: a handler not set from Python
+            raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread
+        logger.warning("not in the main thread: an interrupt will cancel this run's Slurm jobs only at its end")
+        return None
+    return rid
+
+
+__all__ = ["cancel_on_interrupt", "cancel_run", "run_id"]

@@ -208,3 +208,60 @@ def test_repo_profile_parses_in_a_dry_run(slurm_cluster, tmp_path):
         assert resources[stage]["slurm_partition"] == "gpu" and resources[stage]["tasks_per_gpu"] == "0", stage
         assert "gpu" in resources[stage] and "cpus_per_gpu" in resources[stage], stage
     assert resources["deception_fruit"]["slurm_partition"] == "cpu"
+
+
+# ---------------------------------------------------------------- cancel on interrupt (talltales/slurm.py)
+
+# A process that, like the workflow's onstart handler, reads the run ID from a Snakemake log and installs the
+# interrupt hook, then waits; with "swallow", the interrupt comes while a log handler that discards
+# KeyboardInterrupt (as Snakemake's console handler does) writes a line.
+INTERRUPTED = textwrap.dedent('''
+    import logging, sys, time
+    import talltales.slurm
+
+    class Swallowing(logging.Handler):
+        def emit(self, record):
+            print("in emit", flush=True)
+            try:
+                for _ in range(40):  # a slow write of a line
+                    time.sleep(0.05)
+            except KeyboardInterrupt:
+                pass
+
+    assert talltales.slurm.cancel_on_interrupt(sys.argv[1]) == sys.argv[2]
+    logger = logging.getLogger("probe")
+    logger.addHandler(Swallowing()) if sys.argv[3] == "swallow" else print("waiting", flush=True)
+    logger.warning("x")
+    print("emit returned", flush=True)
+    time.sleep(120)
+''')
+
+
+@pytest.mark.parametrize("where", ["idle", "swallow"])
+def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster, tmp_path, where):
+    """SIGINT to a process with the hook: the job named after the logged run ID (2 nodes: it stays pending on the
+    1-node cluster) is cancelled, another job is not, and the process still ends with KeyboardInterrupt, also
+    when the interrupt landed in a log handler that discards it."""
+    import signal
+    import uuid
+
+    rid = str(uuid.uuid4())
+    pending = [sbatch(slurm_cluster, tmp_path, "-p", "gpu", "--nodes=2", f"--job-name={name}", "--wrap", "true")
+               .stdout.strip().split(";")[0] for name in (rid, f"other-{rid}")]
+    logfile = tmp_path / "run.snakemake.log"
+    logfile.write_text(f"Building DAG of jobs...\nSLURM run ID: {rid}\n")
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(logfile), rid, where], env=slurm_cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == ("in emit" if where == "swallow" else "waiting")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        other = slurm_cluster.run("squeue", "-h", "-o", "%T", "-j", pending[1]).stdout.strip()
+    finally:
+        proc.kill()
+        slurm_cluster.run("scancel", pending[1])
+    assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), (out, err)
+    assert ("emit returned" in out) == (where == "swallow"), out
+    assert other == "PENDING"  # another run's job
+    row = accounted(slurm_cluster, pending[0])[pending[0]]
+    assert row["State"].startswith("CANCELLED") and row["JobName"] == rid, row

@@ -212,14 +212,13 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     assert tres(row["AllocTRES"])["cpu"] == "8" and tres(row["ReqTRES"])["mem"] == f"{RESOURCES['rl']['mem_mb']}M"
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue 11): in the full module run of a clean-clone CI the job interrupted "
-                   "mid status query stayed PENDING (alone it is cancelled); the cancel on interrupt is not yet reliable")
 def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluster, tmp_path):
     """RL over 2 nodes (deception.resources.rl.nodes: 2): the plugin asks for 2 nodes with one task each and no
     srun wrapper (mpi), the GPUs in all; the one-node test cluster leaves it pending, and interrupting Snakemake
-    cancels it, even in the middle of a status query (when the plugin's own list of jobs to cancel is empty: the
-    workflow's onerror handler cancels the run's jobs by name, talltales/slurm.py). Only this one job runs: its
-    inputs are placeholders (it never starts) and --allowed-rules keeps their rules out of the DAG."""
+    cancels it, even in the middle of a status query (when the plugin's own list of jobs to cancel is empty): the
+    workflow's onstart handler made SIGINT cancel the run's jobs by name at once (talltales/slurm.py), not only
+    once Snakemake's shutdown has waited out the plugin's status interval. Only this one job runs: its inputs are
+    placeholders (it never starts) and --allowed-rules keeps their rules out of the DAG."""
     import queue
     import signal
     import threading
@@ -276,11 +275,21 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluste
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=120)
+            proc.wait(timeout=300)  # Snakemake ends after the plugin's status interval (at most 180 s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     assert jobid, "".join(seen)[-4000:]
+    while (line := lines.get(timeout=30)) is not None:  # the rest of Snakemake's output
+        seen.append(line)
+    out = "".join(seen)
+    rid = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    submitted = out.index(f"SLURM jobid {jobid} ")
+    # the interrupt hook cancelled the run's jobs before Snakemake's own handling of the interrupt began
+    assert re.search(rf"Interrupted: cancelling the jobs of Slurm run {rid}\.\n(.*\n)*?Cancelled any job of Slurm "
+                     rf"run {rid} still queued or running\.\n(.*\n)*?Terminating processes on user request",
+                     out[submitted:]), out[-4000:]
+    assert proc.returncode == 1, out[-4000:]  # Snakemake's end of an interrupted run (it was not killed)
     row = accounted(slurm_cluster, jobid, timeout=60)[jobid]
-    assert row["State"].startswith("CANCELLED"), row
+    assert row["State"].startswith("CANCELLED") and row["JobName"] == rid, row
     assert tres(row["ReqTRES"])["node"] == "2" and tres(row["ReqTRES"])["gres/gpu"] == "2", row
