@@ -9,15 +9,15 @@ cancel reliably on an interrupt (Ctrl-C, SIGINT):
   after sbatch has returned;
 * Snakemake runs the workflow's ``onerror`` handler only after the plugin's shutdown, which waits until its
   status thread wakes up from its sleep between two queries: 10 s longer after each query that finds no job
-  finished, up to 180 s. A second interrupt in that time, or a ``kill``, ends Snakemake without ``onerror``.
-
+  finished, up to 180 s. A second interrupt in that time, or a ``kill``, ends Snakemake without ``onerror``;
 * Snakemake's console log handler discards a KeyboardInterrupt raised while it writes a line: an interrupt that
   lands then is lost and the run goes on.
 
 So ``onstart`` installs :func:`cancel_on_interrupt`: a SIGINT cancels, by that name, every job of the run at once
 (Snakemake cancels all its jobs on an interrupt anyway), then Snakemake handles the interrupt as before; one that
-lands while a log handler writes is delivered again just after. ``onerror`` keeps :func:`cancel_run` as the backstop for a submission that was in flight at the
-interrupt, and for a run that stops on an error. SIGTERM is left alone: there Snakemake lets running jobs finish.
+lands while a log handler writes is delivered again just after. ``onerror`` keeps :func:`cancel_run` as the
+backstop for a submission that was in flight at the interrupt, and for a run that stops on an error. SIGTERM is
+left alone: there Snakemake lets running jobs finish. (tests/slurm/FINDINGS.md has the measurements.)
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ def _in_log_emit(frame) -> bool:
 
 def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
     """From now on a SIGINT first cancels the jobs of the Slurm run logged in ``logfiles``, then goes to the
-    handler that was there before (Python's: KeyboardInterrupt); if it landed in a log handler's ``emit``, it is
-    sent again shortly instead, until it lands outside (then it cancels nothing more). The run ID, or None (not a Slurm run, or not called in the main thread, where
-    alone signal handlers can be set: nothing installed)."""
+    handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit`` is
+    sent again shortly instead, until it lands outside (cancelling nothing more). The run ID, or None (not a
+    Slurm run, or not the main thread, the only one that can set a signal handler: nothing installed)."""
     rid = _slurm_run(logfiles)
     if rid is None:
         return None
