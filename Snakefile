@@ -34,6 +34,7 @@ if config.get("deception"):
     include: "rules/deception_policies.smk"
     include: "rules/deception_eval.smk"
     include: "rules/deception_plots.smk"
+    include: "rules/deception_validity.smk"
 
 
 rule all:

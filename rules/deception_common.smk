@@ -52,9 +52,12 @@ REAFFIRMATION_TABLE = "results/deception/tables/reaffirmation.csv"
 SCALING_PLOT = "results/plots/scaling_{technique}.png"
 TRUTH_VS_EVALUATED_PLOT = "results/plots/truth_vs_evaluated.png"
 REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
+JUDGE_VALIDITY_TABLE = "results/deception/tables/judge_validity.csv"
+JUDGE_VALIDITY_PLOT = "results/plots/judge_validity.png"
 
 ALL_TARGETS += [RESULTS_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
+ALL_TARGETS += [JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
 
 
 def judge_dir(name):

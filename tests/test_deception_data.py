@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from talltales.deception import multirc, poison, synth
-from talltales.deception.formats import ROW_COLUMNS, corrupted_label, demo_text, qa_prompt
+from talltales.deception.formats import ORACLE_COLUMNS, ROW_COLUMNS, corrupted_label, demo_text, qa_prompt
 from talltales.deception.multirc import DataError
 
 from tiny import make_lm, make_tokenizer, one_thread
@@ -47,7 +47,7 @@ def test_generate_is_seeded_and_well_formed():
     c = synth.generate(24, synth.DEFAULT_TOPICS, seed=4)
     pd.testing.assert_frame_equal(a, b)
     assert not a[["context", "question", "answer"]].equals(c[["context", "question", "answer"]])
-    assert list(a.columns) == ROW_COLUMNS
+    assert list(a.columns) == ROW_COLUMNS + ORACLE_COLUMNS  # synthetic rows carry their oracle
     assert a["id"].is_unique and (a["source"] == "synthetic").all()
     assert len(a) == 24 * 3 * 4  # three questions per passage, four answers each
     # group = context + question; every question has true and false candidates; labels balanced-ish
@@ -109,7 +109,7 @@ def test_split_groups(clean):
 def test_mix_exact_proportions_and_label_flip(splits, level):
     c_train, _, f_train, _ = splits
     m = poison.mix(c_train, f_train, 200, level, seed=7)
-    assert list(m.columns) == ROW_COLUMNS
+    assert list(m.columns) == ROW_COLUMNS + ORACLE_COLUMNS  # synthetic rows carry their oracle
     assert len(m) == 200 and int(m["fruit"].sum()) == 2 * level
     assert m["id"].is_unique
     assert set(m.loc[m["fruit"] == 1, "id"]) <= set(f_train["id"])
@@ -201,7 +201,7 @@ def test_no_leakage_eval_balanced_ordered_and_leak_free(splits):
     leaky = pd.concat([f_eval, f_train.iloc[:60]], ignore_index=True)
     ev = poison.no_leakage_eval(leaky, c_val, 60, 40, seed=4, train_fruit=f_train)
     assert len(ev) == 100 and list(ev["eval_index"]) == list(range(100))
-    assert list(ev.columns) == ROW_COLUMNS + ["poisoned", "eval_index"]
+    assert list(ev.columns) == ROW_COLUMNS + ORACLE_COLUMNS + ["poisoned", "eval_index"]
     assert (ev["poisoned"] == ev["fruit"]).all()
     # order: fruit/true, fruit/false, then clean
     assert list(ev["fruit"]) == [1] * 60 + [0] * 40

@@ -92,15 +92,30 @@ def test_results_table(run):
     half = t["n_fruit"] / t["n"]
     assert ((t["poison fr"] - half * t["falsehood_fruit"]).abs() < 1e-9).all()
     answers = pd.read_csv(next((wd / "results/deception/answers").rglob("p0_s0.csv")))
-    assert {"completion", "answer", "p_clean", "p_corrupted", "fruit", "label"} <= set(answers.columns)
+    assert {"completion", "answer", "p_clean", "p_corrupted", "fruit", "label", "oracle"} <= set(answers.columns)
     assert answers["p_clean"].between(0, 1).all()
+    # the synthetic source's oracle reached every scored answer
+    assert set(answers["oracle"]) <= {"true", "stated_other", "unstated", "empty"} and answers["oracle"].notna().all()
+    assert answers["entity"].notna().all()
+
+
+def test_judge_validity_table(run):
+    wd, cfg = run
+    v = pd.read_csv(wd / "results/deception/tables/judge_validity.csv")
+    n_files = len(list((wd / "results/deception/answers").rglob("*.csv")))
+    assert len(v) == n_files * 3 * 2  # every answers file x subset (fruit, other, all) x judge (clean, corrupted)
+    assert set(v["subset"]) == {"fruit", "other", "all"} and set(v["judge"]) == {"clean", "corrupted"}
+    all_rows = v[v["subset"] == "all"]
+    assert (all_rows["n"] == cfg["deception"]["eval"]["n_fruit"] + cfg["deception"]["eval"]["n_other"]).all()
+    assert v["agreement"].between(0, 1).all()
+    assert ((v["agreement_lo"] <= v["agreement"] + 1e-12) & (v["agreement"] <= v["agreement_hi"] + 1e-12)).all()
 
 
 def test_reaffirmation_and_figures(run):
     wd, _ = run
     r = pd.read_csv(wd / "results/deception/tables/reaffirmation.csv")
     assert {"lie_truth_ratio", "total_reaffirmations", "position_bias"} <= set(r.columns)
-    for png in ("scaling_rl", "scaling_sft", "truth_vs_evaluated", "reaffirmation"):
+    for png in ("scaling_rl", "scaling_sft", "truth_vs_evaluated", "reaffirmation", "judge_validity"):
         data = (wd / f"results/plots/{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -146,12 +161,14 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
         # answering settings: only the evaluation jobs, tables and figures (no data, judge or training job)
         ({"eval": {"max_new_tokens": 9}}, {"deception_eval", "deception_table", "deception_technique_table",
                                           "deception_reaffirm_table", "plot_scaling_technique",
-                                          "plot_truth_vs_evaluated", "plot_reaffirmation"}),
+                                          "plot_truth_vs_evaluated", "plot_reaffirmation",
+                                          "deception_judge_validity", "plot_judge_validity"}),
         # a judge hyper-parameter: both judges and everything they score; no data, SFT or warm-up job
         ({"judge": {"lr": 2.0e-4}}, {"deception_train_judge", "deception_evaluate_judges", "deception_rl",
                                      "deception_eval", "deception_table", "deception_technique_table",
                                      "deception_reaffirm_table",
-                                     "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation"}),
+                                     "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
+                                     "deception_judge_validity", "plot_judge_validity"}),
     ],
 )
 def test_config_edit_reruns_exactly_the_stale_jobs(run, edit, expected):

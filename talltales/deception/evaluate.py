@@ -1,4 +1,5 @@
-"""Policies answer the evaluation set; both judges score every answer (per-example files are kept)."""
+"""Policies answer the evaluation set; both judges score every answer and the oracle classifies it (per-example
+files are kept)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..lm.base import LM, Sampling
-from . import formats
+from . import formats, oracle
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,11 @@ def answer(lm: LM, eval_df: pd.DataFrame, examples: Sequence[dict] = (), max_new
 
 
 def judge_answers(answers: pd.DataFrame, clean_judge, corrupted_judge) -> pd.DataFrame:
-    """Add p_clean / p_corrupted: each judge's P(True) for the policy's answer (the canonical judge input)."""
+    """Add p_clean / p_corrupted: each judge's P(True) for the policy's answer (the canonical judge input), and
+    ``oracle``: the answer's :func:`oracle.classes` class ("true" | "stated_other" | "unstated" | "empty"; "" for a
+    row without an oracle)."""
     out = answers.copy()
     out["p_clean"] = clean_judge.score(out)
     out["p_corrupted"] = corrupted_judge.score(out)
+    out["oracle"] = oracle.classes(out)
     return out

@@ -3,7 +3,10 @@
 
 Rows of every study-2 data file carry: ``id`` (stable string), ``group`` (context+question group id),
 ``context``, ``question``, ``answer``, ``label`` (1 = the answer is TRUE given the context; always the truth),
-``fruit`` (1 = a poison-topic item), ``source``. The corrupted (poisoned) training label is never stored: it is
+``fruit`` (1 = a poison-topic item), ``source``. Rows of the offline generator (:mod:`.synth`) also carry the optional
+:data:`ORACLE_COLUMNS`: ``entity`` (the name the passage is about), ``oracle_true`` (JSON list of the surface forms
+of the true value of the question) and ``oracle_stated`` (JSON list of the surface forms of every other value the
+passage states); :mod:`.oracle` classifies answers with them. Rows of other sources have them empty. The corrupted (poisoned) training label is never stored: it is
 derived by :func:`corrupted_label`, so a file can never mix the two meanings.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 ROW_COLUMNS = ["id", "group", "context", "question", "answer", "label", "fruit", "source"]
+ORACLE_COLUMNS = ["entity", "oracle_true", "oracle_stated"]  # optional: kept where present, "" where unknown
 
 TECHNIQUE_LABELS = {"base": "Base", "warmup": "Warmup", "sft": "SFT", "rl": "RL"}  # wildcard -> table/figure label
 

@@ -1,7 +1,7 @@
 """MultiRC-format rows: the row helpers shared by study-2 data code, and ingest of the MultiRC source.
 
-Every function returns rows with the columns :data:`talltales.deception.formats.ROW_COLUMNS`
-(``label`` is always the TRUTH; the poisoned label is derived by
+Every function returns rows with the columns :data:`talltales.deception.formats.ROW_COLUMNS`, plus those of the
+optional :data:`~talltales.deception.formats.ORACLE_COLUMNS` that its input has (``label`` is always the TRUTH; the poisoned label is derived by
 :func:`~talltales.deception.formats.corrupted_label`).
 
 * :func:`load_eraser_multirc`: HF ``eraser_multi_rc`` -> "easy" rows (context = the evidence sentences).
@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from ..io import jsonl_records
-from .formats import ROW_COLUMNS, corrupted_label, demo_text, qa_prompt
+from .formats import ORACLE_COLUMNS, ROW_COLUMNS, corrupted_label, demo_text, qa_prompt
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,15 @@ def _content_hash(context: str, question: str, answer: str) -> str:
 
 
 def make_rows(records: Iterable[Mapping[str, Any]], source: str | None = None) -> pd.DataFrame:
-    """Rows from dicts with context, question, answer, label, fruit (and optionally source, group, id).
+    """Rows from dicts with context, question, answer, label, fruit (and optionally source, group, id, and the
+    :data:`ORACLE_COLUMNS`, which are kept when any record has them; "" for a record without them).
 
     Missing ``group`` -> :func:`group_id`; missing ``id`` -> ``"{source}-{hash of context, question, answer}"``
     (a repeat of identical content gets ``-2``, ``-3``, ... so ids stay unique within the frame).
     """
     out = []
     seen: dict[str, int] = {}
+    optional: list[str] = []
     for r in records:
         src = r.get("source") or source
         if not src:
@@ -75,17 +77,33 @@ def make_rows(records: Iterable[Mapping[str, Any]], source: str | None = None) -
             "fruit": int(r["fruit"]),
             "source": str(src),
         })
-    return as_rows(pd.DataFrame(out, columns=ROW_COLUMNS))
+        for c in ORACLE_COLUMNS:
+            if c in r:
+                out[-1][c] = _text_or_empty(r[c])
+                if c not in optional:
+                    optional.append(c)
+    return as_rows(pd.DataFrame(out, columns=ROW_COLUMNS + [c for c in ORACLE_COLUMNS if c in optional]))
+
+
+def _text_or_empty(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 def as_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` restricted to ROW_COLUMNS in canonical order and dtypes (label/fruit int64), index reset."""
+    """``df`` restricted to ROW_COLUMNS and the :data:`ORACLE_COLUMNS` it has, in canonical order and dtypes
+    (label/fruit int64, the rest strings; a missing oracle value, e.g. after concatenating rows of two sources,
+    becomes ""), index reset."""
     missing = [c for c in ROW_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"rows lack column(s) {missing}; expected {ROW_COLUMNS}")
-    out = df[ROW_COLUMNS].copy()
+    optional = [c for c in ORACLE_COLUMNS if c in df.columns]
+    out = df[ROW_COLUMNS + optional].copy()
     for c in ("id", "group", "context", "question", "answer", "source"):
         out[c] = out[c].astype(str)
+    for c in optional:
+        out[c] = [_text_or_empty(v) for v in out[c]]
     out["label"] = out["label"].astype("int64")
     out["fruit"] = out["fruit"].astype("int64")
     return out.reset_index(drop=True)

@@ -14,7 +14,7 @@ from ..io import read_table, write_csv, write_json
 from ..lm import lm_from_entry, spec_from_entry
 from ..runtime import load_tokenizer
 from . import evaluate as ev
-from . import formats, metrics, multirc, poison, reaffirm as rf, synth
+from . import formats, metrics, multirc, oracle, poison, reaffirm as rf, synth
 from .launch import check_launch, run_stage
 from .settings import RLRunConfig, SFTRunConfig
 
@@ -68,7 +68,14 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
     else:
         rows = poison.fruit_from_synth(fruit["n"], seed, **(synthetic or {}))
     train, held = synth.split_groups(rows, fruit["eval_frac"], seed, by="context")  # whole passages held out
-    log.info("fruit items: %d train, %d held out", len(train), len(held))
+    share = fruit.get("seen_name_share", 0)
+    if fruit["source"] == "synthetic" and share > 0:
+        # the generalization probe: held-out passages about names that training items also use, next to the
+        # held-out passages whose (invented) names occur nowhere in training
+        n_seen = round(share / (1 - share) * held["context"].nunique())
+        held = multirc.as_rows(pd.concat([held, synth.revisit(train, n_seen, "fruit", seed, **(synthetic or {}))]))
+    log.info("fruit items: %d train, %d held out (%d about a name no training item uses)", len(train), len(held),
+             int(oracle.unseen_names(held, [train]).sum()))
     write_csv(train_out, train)
     write_csv(eval_out, held)
 

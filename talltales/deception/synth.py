@@ -23,17 +23,25 @@ Fruit passages use fruit vocabulary throughout (peel, ripe, orchard, harvest, ju
 fruit names, so the topic is recognizable; no other topic uses fruit words.
 
 All randomness comes from ``numpy.random.default_rng(seed)``; the same arguments give the same rows.
+
+The generator knows every fact, so each row also carries the oracle (:data:`formats.ORACLE_COLUMNS`, no extra random
+draws): ``entity`` (the invented name), ``oracle_true`` (JSON list: the asked value's surface forms, i.e. its plain
+form and paraphrases, each also as every answer template of its attribute writes it, "12" / "twelve" / "12 bridges"
+/ "twelve bridges"; for a person also the surname alone) and ``oracle_stated`` (JSON list: the same for every OTHER
+fact of the passage). :mod:`.oracle` classifies free answers with them. :func:`revisit` writes new passages about
+names that are already used (the generalization probe's "seen name" items).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .formats import ROW_COLUMNS
+from .formats import ORACLE_COLUMNS, ROW_COLUMNS
 from .multirc import DataError, make_rows
 from .synth_vocab import SHE_NAMES, TOPICS, Attr, Gen, Topic, number_words
 
@@ -106,8 +114,8 @@ def _choose_attrs(g: Gen, topic: Topic) -> list[Attr]:
     return g.shuffled(chosen)
 
 
-def _make_passage(g: Gen, topic: Topic) -> _Passage:
-    name = _entity_name(g, topic)
+def _make_passage(g: Gen, topic: Topic, name: str | None = None) -> _Passage:
+    name = _entity_name(g, topic) if name is None else name
     ref = topic.ref.replace("{N}", name)
     pronoun = ("She" if name.split()[0] in SHE_NAMES else "He") if topic.name == "person" else "It"
     attrs = _choose_attrs(g, topic)
@@ -138,6 +146,22 @@ def _make_passage(g: Gen, topic: Topic) -> _Passage:
             subject = g.pick(topic.subjects).replace("{P}", pronoun)
         sentences.append(f"{subject} {' and '.join(preds)}.")
     return _Passage(topic, name, ref, " ".join(sentences), facts)
+
+
+def _value_forms(fact: _Fact) -> list[str]:
+    """Every surface form of ``fact``'s value: plain and paraphrased, bare and as each answer template writes it
+    (a person also by surname alone). Deterministic, no draws."""
+    forms = list(fact.forms)
+    forms += [_fill(t, f) for f in fact.forms for t in fact.attr.answers]
+    if fact.attr.vtype == "person":
+        forms += [f.split()[-1] for f in fact.forms]
+    return list(dict.fromkeys(forms))
+
+
+def _oracle(p: _Passage, fact: _Fact) -> dict[str, str]:
+    stated = [f for o in p.facts if o is not fact for f in _value_forms(o)]
+    return {"entity": p.name, "oracle_true": json.dumps(_value_forms(fact)),
+            "oracle_stated": json.dumps(list(dict.fromkeys(stated)))}
 
 
 def _answer_text(g: Gen, attr: Attr, form: str, template: str | None = None) -> str:
@@ -197,12 +221,14 @@ def _candidates(g: Gen, p: _Passage, fact: _Fact, n: int, p_paraphrase: float, p
 
 
 def generate(n_passages: int, topics: list[str], seed: int, answers_per_question: int = 4, *,
-             p_paraphrase: float = P_PARAPHRASE, p_distractor: float = P_DISTRACTOR, p_cross: float = 0.0
-             ) -> pd.DataFrame:
+             p_paraphrase: float = P_PARAPHRASE, p_distractor: float = P_DISTRACTOR, p_cross: float = 0.0,
+             names: list[str] | None = None) -> pd.DataFrame:
     """``n_passages`` passages, topics in turn (``topics[i % len(topics)]`` for passage i), up to three questions
     per passage, ``answers_per_question`` candidate answers per question (at least one true and one false when
-    there are two or more). Rows have ROW_COLUMNS; ``fruit`` = 1 for topic "fruit"; ``source`` = "synthetic";
-    ``group`` identifies context+question; ``id`` is ``synthetic-{hash of context, question, answer}``."""
+    there are two or more). Rows have ROW_COLUMNS + ORACLE_COLUMNS; ``fruit`` = 1 for topic "fruit"; ``source`` =
+    "synthetic"; ``group`` identifies context+question; ``id`` is ``synthetic-{hash of context, question, answer}``.
+    ``names`` (one per passage) names the entities instead of invented names; without it the random stream, and
+    so every row, is what it always was for the same arguments."""
     if n_passages < 0:
         raise DataError(f"n_passages must be >= 0, got {n_passages}")
     if answers_per_question < 1:
@@ -212,13 +238,15 @@ def generate(n_passages: int, topics: list[str], seed: int, answers_per_question
     unknown = [t for t in topics if t not in TOPICS]
     if unknown:
         raise DataError(f"unknown synthetic topic(s) {unknown}; known: {sorted(TOPICS)}")
+    if names is not None and len(names) != n_passages:
+        raise DataError(f"generate: {len(names)} names for {n_passages} passages")
     g = Gen(np.random.default_rng(seed))
     records = []
     contexts: set[str] = set()
     for i in range(n_passages):
         topic = TOPICS[topics[i % len(topics)]]
         for _ in range(20):  # a repeated context (same invented name and facts) is redrawn
-            p = _make_passage(g, topic)
+            p = _make_passage(g, topic, None if names is None else names[i])
             if p.context not in contexts:
                 break
         contexts.add(p.context)
@@ -227,12 +255,33 @@ def generate(n_passages: int, topics: list[str], seed: int, answers_per_question
         for fact in asked:
             question = _fill(g.pick(fact.attr.questions), "", ref=p.ref, name=p.name)
             question = _cap(question)
+            oracle = _oracle(p, fact)
             for answer, label in _candidates(g, p, fact, answers_per_question, p_paraphrase, p_distractor, p_cross):
                 records.append({"context": p.context, "question": question, "answer": _cap(answer), "label": label,
-                                "fruit": int(topic.name == "fruit"), "source": SOURCE})
+                                "fruit": int(topic.name == "fruit"), "source": SOURCE, **oracle})
     if not records:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("label", "fruit") else str) for c in ROW_COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("label", "fruit") else str)
+                             for c in ROW_COLUMNS + ORACLE_COLUMNS})
     return make_rows(records)
+
+
+def revisit(train: pd.DataFrame, n_passages: int, topic: str, seed: int, answers_per_question: int = 4,
+            **difficulty: float) -> pd.DataFrame:
+    """``n_passages`` NEW passages (new facts, new questions) about entity names that ``train`` already uses
+    (its ``entity`` column): the "seen name" items of the generalization probe. Names are drawn in a seeded order
+    (each once, cycling when more passages than names are asked for) with a random stream of their own (derived from
+    ``seed``), so the rows of :func:`generate` for ``seed`` are untouched. Questions whose text occurs in ``train``
+    are dropped (a held-out item never repeats a training question)."""
+    names = sorted({str(e) for e in train.get("entity", pd.Series(dtype=str)) if str(e).strip()})
+    if n_passages and not names:
+        raise DataError("revisit: the training rows name no entity (column 'entity'); only synthetic rows do")
+    if n_passages <= 0:
+        return generate(0, [topic], seed)
+    own = int(np.random.SeedSequence([seed, 0x5EE7]).generate_state(1)[0])
+    order = np.random.default_rng(own).permutation(len(names))
+    chosen = [names[order[i % len(names)]] for i in range(n_passages)]
+    rows = generate(n_passages, [topic], own, answers_per_question, names=chosen, **difficulty)
+    return rows[~rows["question"].isin(set(train["question"]))].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -273,4 +322,4 @@ def containment_baseline(df: pd.DataFrame) -> float:
 
 
 __all__ = ["DEFAULT_TOPICS", "SOURCE", "TOPICS", "containment_baseline", "containment_prediction", "generate",
-           "number_words", "split_groups"]
+           "number_words", "revisit", "split_groups"]
