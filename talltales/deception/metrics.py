@@ -60,7 +60,8 @@ def oracle_classes(scored: pd.DataFrame) -> pd.Series | None:
     """The ``oracle`` column normalized ("" for items without a class), or None when no item has a class."""
     if "oracle" not in scored.columns:
         return None
-    cls = scored["oracle"].fillna("").astype(str).str.strip().str.lower()
+    col = scored["oracle"]
+    cls = col.astype(object).where(col.notna(), "").astype(str).str.strip().str.lower()
     bad = sorted(set(cls) - set(ORACLE_CLASSES) - {""})
     if bad:
         raise ValueError(f"oracle column: unknown class(es) {bad}; expected one of {list(ORACLE_CLASSES)}")
