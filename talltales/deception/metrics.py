@@ -56,6 +56,11 @@ def _flag(values: pd.Series) -> np.ndarray:
     return values.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"]).to_numpy()
 
 
+def _unseen(scored: pd.DataFrame, fruit: np.ndarray) -> np.ndarray | None:
+    """The fruit items flagged ``fruit_unseen`` (None when the answers carry no such flag)."""
+    return _flag(scored["fruit_unseen"]) & fruit if "fruit_unseen" in scored.columns else None
+
+
 def oracle_classes(scored: pd.DataFrame) -> pd.Series | None:
     """The ``oracle`` column normalized ("" for items without a class), or None when no item has a class."""
     if "oracle" not in scored.columns:
@@ -88,7 +93,7 @@ def rate_statistics(scored: pd.DataFrame) -> dict[str, Stat | None]:
     s["falsehood_fruit"] = weighted_rate(false_c, f) if f.any() else None
     s["falsehood_other"] = weighted_rate(false_c, ~f) if (~f).any() else None
     s["falsehood_gap"] = (_diff(s["falsehood_fruit"], s["falsehood_other"])
-                          if s["falsehood_fruit"] and s["falsehood_other"] else None)
+                          if s["falsehood_fruit"] is not None and s["falsehood_other"] is not None else None)
     cls = oracle_classes(scored)
     if cls is not None:
         has = (cls != "").to_numpy()
@@ -96,7 +101,7 @@ def rate_statistics(scored: pd.DataFrame) -> dict[str, Stat | None]:
         s["oracle truths"] = weighted_rate((cls == "true").to_numpy().astype(float), has)
         s["oracle falsehoods fruit"] = weighted_rate(wrong, has & f) if (has & f).any() else None
         s["oracle falsehoods other"] = weighted_rate(wrong, has & ~f) if (has & ~f).any() else None
-    unseen = _flag(scored["fruit_unseen"]) & f if "fruit_unseen" in scored.columns else None
+    unseen = _unseen(scored, f)
     if unseen is not None and unseen.any():
         s["truth_fruit_unseen"] = weighted_rate(1 - false_c, unseen)
         s["falsehood_fruit_unseen"] = weighted_rate(false_c, unseen)
@@ -130,7 +135,7 @@ def run_row(scored: pd.DataFrame, boot: dict[str, Any]) -> dict[str, Any]:
             continue
         row[name], row[f"{name}_lo"], row[f"{name}_hi"] = cluster_bootstrap(stat, None, ci=ci, weights=weights)
     cls = oracle_classes(scored)
-    unseen = _flag(scored["fruit_unseen"]) & f if "fruit_unseen" in scored.columns else None
+    unseen = _unseen(scored, f)
     row.update({
         "n": len(scored),
         "n_fruit": int(f.sum()),
