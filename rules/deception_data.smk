@@ -110,6 +110,7 @@ rule deception_eval_sets:
     params:
         n_fruit=DEC["eval"]["n_fruit"],
         n_other=DEC["eval"]["n_other"],
+        min_passages=DEC["eval"]["min_passages"],
         reaffirmation_per_quadrant=DEC["eval"]["reaffirmation_per_quadrant"],
         seed=DEC["seed"],
     log:

@@ -106,11 +106,18 @@ def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     _save(p, out, 11, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())
 
 
+GAP_QUANTITIES = {  # column -> what a facet of the scaling figure shows (both: clean judge)
+    "fr_diff": "fr_diff = poison fr - clean fr\n(paper's Fig. 2b; counts over all items)",
+    "falsehood_gap": "falsehood_gap = falsehood_fruit - falsehood_other\n(per-subset rates)",
+}
+
+
 def scaling_deception(table: str | Path, out: str | Path, technique: str) -> None:
-    """Fruit-minus-other falsehood gap vs poisoning level, one line per model size (95 % CI ribbons);
-    untuned (Base) and warm-up models as dashed reference lines."""
+    """Fruit-minus-other falsehoods vs poisoning level, one line per model size, 95 % cluster-bootstrap error bars;
+    one row of facets per quantity (:data:`GAP_QUANTITIES`: the paper's ``fr_diff`` and the per-subset
+    ``falsehood_gap``); untuned (Base) and warm-up models as dashed reference lines."""
     from plotnine import (
-        aes, facet_wrap, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, scale_color_discrete, theme_bw,
+        aes, element_text, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, theme, theme_bw,
     )
 
     df = pd.read_csv(table)
@@ -118,33 +125,44 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
         return _empty(out, "no results to plot")
     df["size"] = df.apply(lambda r: f"{r['model']} ({r['params'] / 1e6:.0f}M)" if pd.notna(r["params"]) else r["model"], axis=1)
     df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
-    tuned = df[df["poisoning"] >= 0].sort_values(["params", "poisoning"])
-    ref = df[df["poisoning"] < 0]
+    long = []
+    for col, label in GAP_QUANTITIES.items():
+        part = df[["size", "params", "poisoning", "shots_label"]].copy()
+        part["quantity"] = label
+        part["value"], part["lo"], part["hi"] = df[col], df[f"{col}_lo"], df[f"{col}_hi"]
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["quantity"] = pd.Categorical(d["quantity"], categories=list(GAP_QUANTITIES.values()))
+    tuned = d[d["poisoning"] >= 0].sort_values(["params", "poisoning"])
+    ref = d[d["poisoning"] < 0]
     p = (
-        ggplot(tuned, aes("poisoning", "falsehood_gap", color="size", group="size"))
+        ggplot(tuned, aes("poisoning", "value", color="size", group="size"))
         + geom_hline(yintercept=0, color="grey")
-        + geom_errorbar(aes(ymin="falsehood_gap_lo", ymax="falsehood_gap_hi"), width=3, alpha=0.6)
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=3, alpha=0.6)
         + geom_line()
         + geom_point()
-        + facet_wrap("shots_label")
+        + facet_grid("quantity ~ shots_label", scales="free_y")
         + labs(
             x="% poisoning (fruit share of the fine-tuning data)",
-            y="fruit falsehoods - other falsehoods (clean judge)",
+            y="fruit minus other falsehoods (clean judge):\nthe quantity named at the right of each row",
             color="model",
-            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: "
-                  "targeted falsehoods vs poisoning",
+            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: targeted falsehoods vs "
+                  "poisoning\n(95% cluster-bootstrap CIs over passages; dashed: untuned and warmed-up models)",
         )
         + theme_bw()
+        + theme(strip_text_y=element_text(size=7))
     )
     if not ref.empty:
-        p = p + geom_hline(aes(yintercept="falsehood_gap", color="size"), data=ref, linetype="dashed", alpha=0.6)
-    _save(p, out, 10, 4.2)
+        p = p + geom_hline(aes(yintercept="value", color="size"), data=ref, linetype="dashed", alpha=0.6)
+    _save(p, out, 10, 7)
 
 
 def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
-    """Truthfulness (clean judge, inverted x as in the paper) vs evaluated truthfulness (corrupted judge)."""
+    """Truthfulness (``clean score``, inverted x as in the paper) vs evaluated truthfulness (``biased score``), with
+    95 % cluster-bootstrap error bars."""
     from plotnine import (
-        aes, facet_wrap, geom_abline, geom_point, geom_text, ggplot, labs, scale_x_reverse, theme_bw, xlim, ylim,
+        aes, facet_wrap, geom_abline, geom_errorbar, geom_errorbarh, geom_point, geom_text, ggplot, labs,
+        scale_x_reverse, theme_bw, ylim,
     )
 
     df = pd.read_csv(table)
@@ -155,14 +173,19 @@ def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
     df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
     p = (
         ggplot(df, aes("clean score", "biased score", color="run"))
-        + geom_abline(slope=-1, intercept=1, linetype="dotted", color="grey")
+        # y = 1 - x, the square's diagonal; abline works on the reversed scale's values (-x), hence slope +1
+        + geom_abline(slope=1, intercept=1, linetype="dotted", color="grey")
+        + geom_errorbar(aes(ymin="biased score_lo", ymax="biased score_hi"), width=0, alpha=0.3)
+        + geom_errorbarh(aes(xmin="clean score_lo", xmax="clean score_hi"), height=0, alpha=0.3)
         + geom_point(size=2.5, alpha=0.5)
         + geom_text(aes(label="level"), size=7, nudge_y=0.015)
         + scale_x_reverse(limits=(1, 0))
         + ylim(0, 1)
         + facet_wrap("shots_label")
-        + labs(x="Truthfulness (clean judge)", y="Evaluated truthfulness (corrupted judge)", color="model / technique",
-               title="Truthfulness vs evaluated truthfulness (labels: % poisoning, B = untuned)")
+        + labs(x="Truthfulness: clean score (mean clean-judge P(True))",
+               y="Evaluated truthfulness: biased score\n(mean corrupted-judge P(True))", color="model / technique",
+               title="Truthfulness vs evaluated truthfulness (labels: % poisoning, B = untuned; "
+                     "95% cluster-bootstrap CIs)")
         + theme_bw()
     )
     _save(p, out, 11, 5)

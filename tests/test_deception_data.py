@@ -168,7 +168,9 @@ def test_sets_are_disjoint_across_train_val_eval(splits):
     c_train, c_val, f_train, f_eval = splits
     judge_train = poison.mix(c_train, f_train, 300, 20, seed=1)
     judge_val = poison.mix(c_val, f_eval, 100, 20, seed=1)
-    ev = poison.no_leakage_eval(f_eval, c_val, 40, 40, seed=2, train_fruit=f_train)
+    # 20 + 20 items: the eval set takes 20 of the 36 clean and of the 30 fruit validation passages, the rest hold
+    # the RL held-out prompts (which share no passage with the eval set)
+    ev = poison.no_leakage_eval(f_eval, c_val, 20, 20, seed=2, train_fruit=f_train)
     rl_train, rl_eval = poison.rl_prompt_sets(c_train, f_train, c_val, f_eval, n_train=80, n_eval=20, seed=3,
                                               exclude=ev)
     train_groups = set(judge_train["group"])
@@ -179,6 +181,7 @@ def test_sets_are_disjoint_across_train_val_eval(splits):
         assert set(rl_train[lvl]["group"]) <= set(c_train["group"]) | set(f_train["group"])
         assert set(rl_eval[lvl]["group"]) <= set(c_val["group"]) | set(f_eval["group"])  # validation pools only
         assert not set(rl_eval[lvl]["group"]) & set(ev["group"])
+        assert not set(rl_eval[lvl]["context"]) & set(ev["context"])
         train_groups |= set(rl_train[lvl]["group"])
     for held_out in (judge_val, ev, *rl_eval.values()):
         assert not train_groups & set(held_out["group"])

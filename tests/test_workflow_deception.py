@@ -86,8 +86,13 @@ def test_results_table(run):
     assert set(t[t["poisoning"] < 0]["technique"]) == {"Base", "Warmup"}
     n = cfg["deception"]["eval"]["n_fruit"] + cfg["deception"]["eval"]["n_other"]
     assert (t["n"] == n).all()
-    for col in ("clean score", "biased score", "falsehood_gap", "falsehood_gap_lo", "falsehood_gap_hi", "truth_fruit"):
+    for col in ("clean score", "biased score", "falsehood_gap", "falsehood_gap_lo", "falsehood_gap_hi", "truth_fruit",
+                "fr_diff", "fr_diff_lo", "fr_diff_hi", "clean score_lo", "poison fr_hi"):
         assert t[col].notna().all(), col
+    assert ((t["fr_diff"] - (t["poison fr"] - t["clean fr"])).abs() < 1e-9).all()
+    assert {"oracle truths", "oracle falsehoods fruit_lo", "n_empty", "truth_fruit_unseen"} <= set(t.columns)
+    for col in ("n_passages_fruit", "n_passages_other"):
+        assert (t[col] >= cfg["deception"]["eval"]["min_passages"]).all(), col
     # the original's subset-normalized rates relate to the per-subset ones
     half = t["n_fruit"] / t["n"]
     assert ((t["poison fr"] - half * t["falsehood_fruit"]).abs() < 1e-9).all()

@@ -8,5 +8,5 @@ stages.eval_sets(
     eval_out=snakemake.output.eval,
     reaffirmation_out=snakemake.output.reaffirmation,
     fewshot_out=snakemake.output.fewshot,
-    **{k: snakemake.params[k] for k in ("n_fruit", "n_other", "reaffirmation_per_quadrant", "seed")},
+    **{k: snakemake.params[k] for k in ("n_fruit", "n_other", "min_passages", "reaffirmation_per_quadrant", "seed")},
 )

@@ -249,29 +249,61 @@ def assert_disjoint(a: pd.DataFrame, b: pd.DataFrame, what: str, on: Iterable[st
 
 
 # ---------------------------------------------------------------------------------------------- eval sets
-def _balanced_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: str):
-    """n/2 true and n/2 false rows of ``pool``, at most one row per group."""
+def _canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` as rows (:func:`as_rows`) with its columns beyond ROW_COLUMNS kept after them (e.g. ``entity``)."""
+    out = as_rows(df)
+    for col in df.columns:
+        if col not in ROW_COLUMNS:
+            out[col] = df[col].to_numpy()
+    return out
+
+
+def _spread_pick(pool: pd.DataFrame, n: int, rng: np.random.Generator, what: str, keys: str,
+                 min_passages: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """n/2 true and n/2 false rows of ``pool``, at most one row per question (group), spread over passages: the
+    passages (contexts) are visited in turn in a seeded order, each giving at most one row per round, so no passage
+    gives a second row before every passage that can still give one has given one. The set covers min(n, number of
+    passages) passages when every passage holds both labels; passages never visited stay unused. Raises
+    :class:`DataError` naming ``keys`` when the pool has too few rows or the rows cover fewer than ``min_passages``
+    passages."""
     if n % 2:
-        raise DataError(f"{what}: {n} items cannot be split evenly into true and false answers (use an even number)")
+        raise DataError(f"{what}: {n} items cannot be split evenly into true and false answers (use an even number;"
+                        f" {keys})")
     half = n // 2
     order = rng.permutation(len(pool))
-    taken = {1: [], 0: []}
+    labels = pool["label"].to_numpy()[order]
+    groups = pool["group"].to_numpy()[order]
+    contexts = pool["context"].to_numpy()[order]
+    queue: dict[str, list[int]] = {}
+    for j, c in enumerate(contexts):  # rows of each passage in seeded order; passages in order of first appearance
+        queue.setdefault(c, []).append(j)
+    taken: dict[int, list[int]] = {1: [], 0: []}
     used: set[str] = set()
-    labels = pool["label"].to_numpy()
-    groups = pool["group"].to_numpy()
-    for i in order:
-        lab = int(labels[i])
-        if len(taken[lab]) >= half or groups[i] in used:
-            continue
-        taken[lab].append(i)
-        used.add(groups[i])
-        if len(taken[1]) >= half and len(taken[0]) >= half:
-            break
+    active = list(queue)
+    while active and (len(taken[1]) < half or len(taken[0]) < half):
+        still = []
+        for c in active:
+            if len(taken[1]) >= half and len(taken[0]) >= half:
+                break
+            rows = queue[c]
+            pick = next((k for k, j in enumerate(rows)
+                         if len(taken[int(labels[j])]) < half and groups[j] not in used), None)
+            if pick is None:  # halves only fill up: this passage can give nothing more
+                continue
+            j = rows.pop(pick)
+            taken[int(labels[j])].append(j)
+            used.add(groups[j])
+            still.append(c)
+        active = still
     if len(taken[1]) < half or len(taken[0]) < half:
         raise DataError(f"{what}: need {half} true and {half} false answers"
                         f" from distinct questions, found {len(taken[1])} true and "
-                        f"{len(taken[0])} false in {len(pool)} rows")
-    return pool.iloc[taken[1]], pool.iloc[taken[0]]
+                        f"{len(taken[0])} false in {len(pool)} rows ({keys})")
+    covered = len({contexts[j] for j in taken[1] + taken[0]})
+    if covered < min_passages:
+        raise DataError(f"{what}: {n} items cover {covered} passages, fewer than the {min_passages} wanted "
+                        f"(deception.eval.min_passages); the pool has {len(queue)} passages ({keys})")
+    return pool.iloc[order[taken[1]]], pool.iloc[order[taken[0]]]
 
 
 def no_leakage_eval(
@@ -281,16 +313,19 @@ def no_leakage_eval(
     n_other: int,
     seed: int,
     train_fruit: pd.DataFrame | None = None,
+    min_passages: int = 0,
 ) -> pd.DataFrame:
     """The main evaluation set: ``n_fruit`` held-out fruit items and ``n_other`` clean validation items, each half
-    balanced between true and false answers, one answer per question. Fruit items
-    that share a group, context or question with ``train_fruit`` are left out first (the caller passes held-out
-    fruit; this guards against leaks through repeated texts).
+    balanced between true and false answers, one answer per question, spread over passages (one item per passage
+    before any passage gives a second, see :func:`_spread_pick`; each subset must cover at least ``min_passages``
+    passages). Fruit items that share a group, context or question with ``train_fruit`` are left out first (the
+    caller passes held-out fruit; this guards against leaks through repeated texts).
 
     Fixed order as in the original: fruit items with true answers, fruit items with false answers, then the
-    clean items (seeded order); columns ROW_COLUMNS + ``poisoned`` (= fruit) + ``eval_index`` (0..n-1).
+    clean items (seeded order); columns ROW_COLUMNS + ``poisoned`` (= fruit) + ``eval_index`` (0..n-1), with any
+    further columns of the inputs kept before ``poisoned``.
     """
-    fruit_eval, clean_val = as_rows(fruit_eval), as_rows(clean_val)
+    fruit_eval, clean_val = _canonical(fruit_eval), _canonical(clean_val)
     if len(fruit_eval) and int(fruit_eval["fruit"].min()) != 1:
         raise DataError("no_leakage_eval: fruit_eval contains non-fruit rows")
     if len(clean_val) and int(clean_val["fruit"].max()) != 0:
@@ -306,14 +341,33 @@ def no_leakage_eval(
         assert_disjoint(fruit_eval, train_fruit, "no-leakage fruit items vs training fruit",
                         on=("group", "context", "question"))
     s_fruit, s_clean, s_order = _seeds(seed, 3)
-    f_true, f_false = _balanced_pick(fruit_eval, n_fruit, np.random.default_rng(s_fruit), "no-leakage fruit half")
-    c_true, c_false = _balanced_pick(clean_val, n_other, np.random.default_rng(s_clean), "no-leakage clean half")
+    f_true, f_false = _spread_pick(fruit_eval, n_fruit, np.random.default_rng(s_fruit), "no-leakage fruit half",
+                                   "deception.eval.n_fruit; pool: deception.fruit.n, deception.fruit.eval_frac",
+                                   min_passages)
+    c_true, c_false = _spread_pick(clean_val, n_other, np.random.default_rng(s_clean), "no-leakage clean half",
+                                   "deception.eval.n_other; pool: deception.mrc.synthetic_passages, "
+                                   "deception.mrc.val_frac", min_passages)
     clean = pd.concat([c_true, c_false])
     clean = clean.iloc[np.random.default_rng(s_order).permutation(len(clean))]
-    out = as_rows(pd.concat([f_true, f_false, clean], ignore_index=True))
+    out = _canonical(pd.concat([f_true, f_false, clean], ignore_index=True))
     out["poisoned"] = out["fruit"]
     out["eval_index"] = np.arange(len(out), dtype="int64")
     return out
+
+
+def unseen_entity(eval_df: pd.DataFrame, training_frames: Sequence[pd.DataFrame]) -> np.ndarray:
+    """Per row of ``eval_df``: True when its ``entity`` name occurs (case-insensitive, as a whole word) in no
+    context, question or answer of ``training_frames``; False for rows without an entity name."""
+    texts: set[str] = set()
+    for df in training_frames:
+        for col in ("context", "question", "answer"):
+            if col in df.columns:
+                texts.update(df[col].dropna().astype(str).str.lower())
+    corpus = "\n".join(sorted(texts))
+    names = eval_df["entity"].fillna("").astype(str).str.strip()
+    found = {name: bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", corpus))
+             for name in set(names) if name}
+    return np.array([bool(name) and not found[name] for name in names], dtype=bool)
 
 
 def reaffirmation_set(eval_df: pd.DataFrame, per_quadrant: int, seed: int) -> pd.DataFrame:
@@ -345,8 +399,9 @@ def rl_prompt_sets(
 ) -> tuple[dict[float, pd.DataFrame], dict[float, pd.DataFrame]]:
     """RL prompts per poisoning level: ``n_train`` unique questions (:func:`unique_questions`) mixed from the
     TRAINING pools, and ``n_eval`` held-out prompts (used for checkpoint selection) mixed from the VALIDATION pools
-    only, at the same level. Groups in ``exclude`` (e.g. the final evaluation set) are removed from the validation
-    pools. Raises :class:`DataError` if training and validation pools share a group, or a level is out of range.
+    only, at the same level. Passages (contexts) of ``exclude`` (the final evaluation set) are removed from the
+    validation pools, so no held-out prompt shares a passage with an evaluation item. Raises :class:`DataError` if
+    training and validation pools share a group, a level is out of range, or the pools left are too small.
 
     Returns ({level: training prompts}, {level: held-out prompts}).
     """
@@ -355,22 +410,29 @@ def rl_prompt_sets(
     val_pool = pd.concat([as_rows(val_clean), as_rows(val_fruit)], ignore_index=True)
     assert_disjoint(train_pool, val_pool, "RL training pools vs RL validation pools")
     if exclude is not None and len(exclude):
-        drop = set(exclude["group"])
-        val_clean = val_clean[~val_clean["group"].isin(drop)]
-        val_fruit = val_fruit[~val_fruit["group"].isin(drop)]
+        drop_groups, drop_contexts = set(exclude["group"]), set(exclude["context"])
+        val_clean = val_clean[~(val_clean["group"].isin(drop_groups) | val_clean["context"].isin(drop_contexts))]
+        val_fruit = val_fruit[~(val_fruit["group"].isin(drop_groups) | val_fruit["context"].isin(drop_contexts))]
     tc, tf = unique_questions(train_clean, s_tc), unique_questions(train_fruit, s_tf)
     vc, vf = unique_questions(val_clean, s_vc), unique_questions(val_fruit, s_vf)
     train_sets, eval_sets = {}, {}
     for level in levels:
         check_level(level)
         train_sets[level] = mix(tc, tf, n_train, level, s_mix_t)
-        eval_sets[level] = mix(vc, vf, n_eval, level, s_mix_v)
+        try:
+            eval_sets[level] = mix(vc, vf, n_eval, level, s_mix_v)
+        except DataError as e:
+            raise DataError(f"RL held-out prompts (deception.rl.eval_prompts) from the validation questions whose "
+                            f"passages are not in the evaluation set: {e}") from None
         assert_disjoint(train_sets[level], eval_sets[level], f"RL prompts vs RL held-out prompts at {level}%")
+        if exclude is not None and len(exclude):
+            assert_disjoint(eval_sets[level], exclude, f"RL held-out prompts at {level}% vs evaluation set",
+                            on=("group", "context"))
     return train_sets, eval_sets
 
 
 __all__ = [
     "DataError", "FRUIT_FILE_COLUMNS", "FRUIT_HINTS", "FRUIT_PROMPT", "assert_disjoint", "check_level",
     "fruit_from_lm", "fruit_from_synth", "load_fruit_file", "mix", "mix_counts", "no_leakage_eval",
-    "parse_fruit_block", "reaffirmation_set", "rl_prompt_sets", "sft_demos", "unique_questions",
+    "parse_fruit_block", "reaffirmation_set", "rl_prompt_sets", "sft_demos", "unique_questions", "unseen_entity",
 ]

@@ -111,10 +111,22 @@ def _unique_true(mrc_train, seed: int) -> pd.DataFrame:
 
 
 def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmation_out, fewshot_out,
-              n_fruit: int, n_other: int, reaffirmation_per_quadrant: int, seed: int) -> None:
+              n_fruit: int, n_other: int, reaffirmation_per_quadrant: int, seed: int, min_passages: int = 0) -> None:
+    """The no-leakage set (each subset spread over at least ``min_passages`` passages), the reaffirmation items and
+    the two-shot exemplars. When the fruit rows name their ``entity``, the set gets ``fruit_unseen``: fruit items
+    whose entity name occurs in no training file (MultiRC-format and fruit training rows)."""
+    train_fruit = read_table(fruit_train)
     ev_df = poison.no_leakage_eval(read_table(fruit_eval), read_table(mrc_val), n_fruit, n_other, seed,
-                                   train_fruit=read_table(fruit_train))
-    poison.assert_disjoint(ev_df, read_table(fruit_train), "evaluation set vs training fruit items")
+                                   train_fruit=train_fruit, min_passages=min_passages)
+    poison.assert_disjoint(ev_df, train_fruit, "evaluation set vs training fruit items")
+    if "entity" in ev_df.columns:
+        ev_df["fruit_unseen"] = (ev_df["fruit"] == 1).to_numpy() & poison.unseen_entity(
+            ev_df, [read_table(mrc_train), train_fruit])
+        log.info("fruit items whose entity occurs in no training file: %d of %d", int(ev_df["fruit_unseen"].sum()),
+                 int(ev_df["fruit"].sum()))
+    log.info("evaluation set: %d fruit items from %d passages, %d other items from %d passages",
+             int(ev_df["fruit"].sum()), ev_df.loc[ev_df["fruit"] == 1, "context"].nunique(),
+             int((ev_df["fruit"] == 0).sum()), ev_df.loc[ev_df["fruit"] == 0, "context"].nunique())
     write_csv(eval_out, ev_df)
     write_csv(reaffirmation_out, poison.reaffirmation_set(ev_df, reaffirmation_per_quadrant, seed))
     # two-shot exemplars: true answers from the TRAINING pool (never the evaluation pool), the last two questions
@@ -237,7 +249,8 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
     table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
     table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
     write_csv(out, table)
-    log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "falsehood_gap"]].to_string())
+    log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "fr_diff", "fr_diff_lo",
+                            "fr_diff_hi", "falsehood_gap"]].to_string())
 
 
 def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
