@@ -249,7 +249,8 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
     if by_seed_out:
         write_csv(by_seed_out, per_seed)
     write_csv(out, table)
-    log.info("\n%s", table[["model", "technique", "poisoning", "shots", "n_seeds", "clean score", "falsehood_gap"]].to_string())
+    shown = ["model", "technique", "poisoning", "shots", "n_seeds", "clean score", "falsehood_gap"]
+    log.info("\n%s", table[shown].to_string())
 
 
 def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
