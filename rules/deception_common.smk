@@ -12,6 +12,9 @@ def fmt_level(level):
 LEVELS = [fmt_level(x) for x in DEC["poisoning"]]
 RUNS = [f"p{level}" for level in LEVELS]  # trained checkpoints; the base model and warm-up run "untuned"
 POLICIES = list(DEC["policies"])
+# Training seeds: warm-up, SFT and RL run once per seed (wildcard {seed}); data, evaluation sets and judges use
+# the study seed deception.seed and are shared by all of them. Default: the study seed alone.
+SEEDS = [str(s) for s in (DEC["seeds"] or [DEC["seed"]])]
 JUDGE_BACKBONE = DEC["judge"]["backbone"]
 SHOTS = [str(s) for s in DEC["eval"]["shots"]]
 ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
@@ -23,6 +26,7 @@ LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accel
 wildcard_constraints:
     level=alternatives(LEVELS),
     policy=alternatives(POLICIES),
+    seed=alternatives(SEEDS),
     judge="clean|corrupted",
     technique="sft|rl",
     shots=alternatives(SHOTS),
@@ -43,10 +47,13 @@ REAFFIRMATION_SET = f"{DATA}/reaffirmation.csv"
 FEWSHOT = f"{DATA}/fewshot.json"
 
 JUDGE_REPORT = "results/deception/judges/eval_report.json"
-# RUN: a p<level> checkpoint or "untuned"
-ANSWERS = "results/deception/answers/{policy}/{technique}/{run}_s{shots}.csv"
-REAFFIRMATION = "results/deception/reaffirmation/{policy}/{technique}/{run}.csv"
-RESULTS_TABLE = "results/deception/tables/results.csv"
+# RUN: a p<level> checkpoint or "untuned" (the warmed-up start point); the untuned Base model has no training seed
+ANSWERS = "results/deception/answers/{policy}/{technique}/seed{seed}/{run}_s{shots}.csv"
+REAFFIRMATION = "results/deception/reaffirmation/{policy}/{technique}/seed{seed}/{run}.csv"
+BASE_ANSWERS = "results/deception/answers/{policy}/base/untuned_s{shots}.csv"
+BASE_REAFFIRMATION = "results/deception/reaffirmation/{policy}/base/untuned.csv"
+RESULTS_TABLE = "results/deception/tables/results.csv"  # aggregated across training seeds
+RESULTS_BY_SEED_TABLE = "results/deception/tables/results_by_seed.csv"  # one row per training seed
 TECHNIQUE_TABLE = "results/deception/tables/{technique}.csv"
 REAFFIRMATION_TABLE = "results/deception/tables/reaffirmation.csv"
 SCALING_PLOT = "results/plots/scaling_{technique}.png"
@@ -55,7 +62,7 @@ REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
 JUDGE_VALIDITY_TABLE = "results/deception/tables/judge_validity.csv"
 JUDGE_VALIDITY_PLOT = "results/plots/judge_validity.png"
 
-ALL_TARGETS += [RESULTS_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
+ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
 ALL_TARGETS += [JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
 
@@ -64,11 +71,12 @@ def judge_dir(name):
     return f"results/deception/judges/{name}"
 
 
-def policy_dir(technique, policy="{policy}", run="p{level}"):
-    """Where a trained policy lives: the warmed-up start point per policy, SFT/RL checkpoints per poisoning run."""
+def policy_dir(technique, policy="{policy}", run="p{level}", seed="{seed}"):
+    """Where a trained policy lives: per training seed, the warmed-up start point per policy and the SFT/RL
+    checkpoints per poisoning run."""
     if technique == "warmup":
-        return f"results/deception/policies/warmup/{policy}"
-    return f"results/deception/policies/{technique}/{policy}/{run}"
+        return f"results/deception/policies/warmup/{policy}/seed{seed}"
+    return f"results/deception/policies/{technique}/{policy}/seed{seed}/{run}"
 
 
 # ------------------------------------------------------------------ rules/deception_data.smk
@@ -97,34 +105,35 @@ def training_resources(stage, multinode=True):
     return stage_resources(DEC["resources"].get(stage, {}), multinode=multinode)
 
 
+def training_seed(wildcards):
+    return int(wildcards.seed)
+
+
 # ------------------------------------------------------------------ rules/deception_eval.smk
 def eval_checkpoint(wildcards):
-    """What an evaluation job loads: the registry model (Base rows), the warmed-up start point (Warmup rows) or
-    an SFT/RL checkpoint (results/deception/policies/TECHNIQUE/MODEL/pLEVEL)."""
+    """What a seeded evaluation job loads: the warmed-up start point (Warmup rows, run 'untuned') or an SFT/RL
+    checkpoint (run 'p<level>'), of training seed {seed}. The untuned Base model: rule deception_eval_base."""
     t, run = wildcards.technique, wildcards.run
-    if (t in ("base", "warmup")) != (run == "untuned"):
-        raise WorkflowError(f"evaluation run {t}/{run}: base and warmup rows are 'untuned', sft/rl rows 'p<level>'")
-    if t == "base":
-        return model_files(wildcards.policy)
-    return [policy_dir(t, wildcards.policy, run)]
+    if (t == "warmup") != (run == "untuned"):
+        raise WorkflowError(f"evaluation run {t}/{run}: warmup rows are 'untuned', sft/rl rows 'p<level>'")
+    return [policy_dir(t, wildcards.policy, run, wildcards.seed)]
 
 
 def eval_entry(wildcards):
-    """The registry entry of the evaluated model, pointing at the checkpoint for trained rows."""
-    entry = model_entry(wildcards.policy)
-    if wildcards.technique != "base":
-        entry = dict(entry, path=eval_checkpoint(wildcards)[0], embedded=None)
-    return entry
+    """The registry entry of the evaluated model, pointing at the checkpoint."""
+    return dict(model_entry(wildcards.policy), path=eval_checkpoint(wildcards)[0], embedded=None)
 
 
 def eval_level(wildcards):
     return None if wildcards.run == "untuned" else float(wildcards.run[1:])
 
 
-def deception_answer_files(techniques=("sft", "rl"), untuned=("base", "warmup")):
-    files = expand(ANSWERS, policy=POLICIES, technique=techniques, run=RUNS, shots=SHOTS)
-    files += expand(ANSWERS, policy=POLICIES, technique=untuned, run="untuned", shots=SHOTS)
-    return files
+def deception_answer_files(techniques=("sft", "rl")):
+    """The answer files of TECHNIQUES at every level and training seed, of the warmed-up models per seed, and of
+    the untuned Base models."""
+    files = expand(ANSWERS, policy=POLICIES, technique=techniques, seed=SEEDS, run=RUNS, shots=SHOTS)
+    files += expand(ANSWERS, policy=POLICIES, technique="warmup", seed=SEEDS, run="untuned", shots=SHOTS)
+    return files + expand(BASE_ANSWERS, policy=POLICIES, shots=SHOTS)
 
 
 def deception_technique_answers(wildcards):
@@ -132,6 +141,6 @@ def deception_technique_answers(wildcards):
 
 
 def reaffirmation_files():
-    files = expand(REAFFIRMATION, policy=POLICIES, technique=("sft", "rl"), run=RUNS)
-    files += expand(REAFFIRMATION, policy=POLICIES, technique=("base", "warmup"), run="untuned")
-    return files
+    files = expand(REAFFIRMATION, policy=POLICIES, technique=("sft", "rl"), seed=SEEDS, run=RUNS)
+    files += expand(REAFFIRMATION, policy=POLICIES, technique="warmup", seed=SEEDS, run="untuned")
+    return files + expand(BASE_REAFFIRMATION, policy=POLICIES)

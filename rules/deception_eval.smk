@@ -2,8 +2,8 @@
 
 
 rule deception_eval:
-    # One job per checkpoint (one model load): answers at every number of shots, both judges' scores for each
-    # answer, and the reaffirmation option log-probs.
+    # One job per checkpoint (one model load) of a training seed: answers at every number of shots, both judges'
+    # scores for each answer, and the reaffirmation option log-probs.
     input:
         policy=eval_checkpoint,
         eval=EVAL_SET,
@@ -12,24 +12,47 @@ rule deception_eval:
         clean=judge_dir("clean"),
         corrupted=judge_dir("corrupted"),
     output:
-        answers=expand(ANSWERS, policy="{policy}", technique="{technique}", run="{run}", shots=SHOTS),
+        answers=expand(ANSWERS, policy="{policy}", technique="{technique}", seed="{seed}", run="{run}", shots=SHOTS),
         reaffirmation=REAFFIRMATION,
     params:
         model=eval_entry,
+        technique="{technique}",
         level=eval_level,
+        seed=training_seed,
         shots=SHOTS,
         max_new_tokens=DEC["eval"]["max_new_tokens"],
         cache=CACHE,
     wildcard_constraints:
-        technique="base|warmup|sft|rl",
+        technique="warmup|sft|rl",
         run=r"untuned|p[0-9.]+",
     log:
-        "logs/deception/eval/{policy}/{technique}/{run}.log",
+        "logs/deception/eval/{policy}/{technique}/seed{seed}/{run}.log",
     threads: 1
     conda:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/deception_eval.py"
+
+
+use rule deception_eval as deception_eval_base with:
+    # The untuned registry model: no training seed, one job per policy.
+    input:
+        policy=files_of("policy"),
+        eval=EVAL_SET,
+        fewshot=FEWSHOT,
+        questions=REAFFIRMATION_SET,
+        clean=judge_dir("clean"),
+        corrupted=judge_dir("corrupted"),
+    output:
+        answers=expand(BASE_ANSWERS, policy="{policy}", shots=SHOTS),
+        reaffirmation=BASE_REAFFIRMATION,
+    params:  # replaces these four; the others are deception_eval's
+        model=entry_of("policy"),
+        technique="base",
+        level=None,
+        seed=None,
+    log:
+        "logs/deception/eval/{policy}/base/untuned.log",
 
 
 localrules:
@@ -42,12 +65,13 @@ rule deception_table:
     input:
         deception_answer_files(),
     output:
-        report(
+        aggregated=report(
             RESULTS_TABLE,
             caption="../report/deception_table.rst",
             category="Study 2: Tall Tales",
             subcategory="tables",
         ),
+        by_seed=RESULTS_BY_SEED_TABLE,
     params:
         models={p: model_entry(p) for p in POLICIES},
         bootstrap=DEC["eval"]["bootstrap"],

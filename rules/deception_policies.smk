@@ -1,4 +1,5 @@
 # Study 2 policies: warm-up SFT on correct answers, SFT on poisoned demonstrations, RL against the corrupted judge.
+# Each runs once per training seed (deception.seeds, wildcard {seed}); the judges and data are shared by all seeds.
 # With more than one GPU a rule launches its training through `accelerate launch` (envs/accelerate/*.yaml).
 
 
@@ -11,12 +12,12 @@ rule deception_warmup:
     params:
         model=entry_of("policy"),
         train=DEC["warmup"],
-        seed=DEC["seed"],
+        seed=training_seed,
         launch=LAUNCH,
     log:
-        "logs/deception/policies/warmup/{policy}.log",
+        "logs/deception/policies/warmup/{policy}/seed{seed}.log",
     benchmark:
-        "benchmarks/deception/policies/warmup/{policy}.tsv"
+        "benchmarks/deception/policies/warmup/{policy}/seed{seed}.tsv"
     threads: 2
     resources:
         **training_resources("warmup"),
@@ -35,12 +36,12 @@ rule deception_sft:
     params:
         model=entry_of("policy"),
         train=DEC["sft"],
-        seed=DEC["seed"],
+        seed=training_seed,
         launch=LAUNCH,
     log:
-        "logs/deception/policies/sft/{policy}/p{level}.log",
+        "logs/deception/policies/sft/{policy}/seed{seed}/p{level}.log",
     benchmark:
-        "benchmarks/deception/policies/sft/{policy}/p{level}.tsv"
+        "benchmarks/deception/policies/sft/{policy}/seed{seed}/p{level}.tsv"
     threads: 2
     resources:
         **training_resources("sft"),
@@ -60,12 +61,12 @@ rule deception_rl:
         directory(policy_dir("rl")),
     params:
         train=DEC["rl"],
-        seed=DEC["seed"],
+        seed=training_seed,
         launch=LAUNCH,
     log:
-        "logs/deception/policies/rl/{policy}/p{level}.log",
+        "logs/deception/policies/rl/{policy}/seed{seed}/p{level}.log",
     benchmark:
-        "benchmarks/deception/policies/rl/{policy}/p{level}.tsv"
+        "benchmarks/deception/policies/rl/{policy}/seed{seed}/p{level}.tsv"
     threads: 2
     resources:
         **training_resources("rl"),

@@ -12,6 +12,7 @@ def test_a_decimal_poisoning_level_plans_its_jobs(tmp_path):
     for rule in ("deception_policy_data", "deception_sft", "deception_rl"):
         assert rules[rule] == 2, (rule, rules)
     out = snakemake(tmp_path, "-n", "all").stdout
-    for path in ("results/deception/data/sft_p12.5.csv", "results/deception/policies/sft/smollm2-135m-instruct/p12.5",
-                 "results/deception/policies/rl/smollm2-135m-instruct/p12.5"):
+    for path in ("results/deception/data/sft_p12.5.csv",
+                 "results/deception/policies/sft/smollm2-135m-instruct/seed62/p12.5",
+                 "results/deception/policies/rl/smollm2-135m-instruct/seed62/p12.5"):
         assert path in out, path

@@ -37,7 +37,7 @@ RESOURCES = {
 }
 STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup", "deception_sft": "sft",
                  "deception_rl": "rl"}
-EVAL_RULES = {"mwe_eval", "deception_eval"}  # one GPU each (profiles/slurm set-resources)
+EVAL_RULES = {"mwe_eval", "deception_eval", "deception_eval_base"}  # one GPU each (profiles/slurm set-resources)
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
                "deception_judge_validity", "plot_judge_validity"}
@@ -123,7 +123,7 @@ def test_the_rerun_resubmits_no_finished_job(dag):
     first_done = {(rule, wc) for jobid, rule, wc in dag["jobs1"] if dag["rows"][jobid]["State"] == "COMPLETED"}
     second = {(rule, wc) for _, rule, wc in dag["jobs2"]}
     assert first_done and second and not first_done & second
-    assert ("deception_rl", "smollm2-135m-instruct_100") in second
+    assert ("deception_rl", "smollm2-135m-instruct_62_100") in second
     # the failed job: two attempts in the first run, both FAILED in sacct, the second with doubled memory and time
     failed = [j for j, r, w in dag["jobs1"] if r == "deception_rl" and w.endswith("100")]
     assert len(failed) == 2 and all(dag["rows"][j]["State"].startswith("FAILED") for j in failed)
@@ -182,16 +182,16 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
             assert sorted(s for s in dag["steps"] if s.startswith(jobid + ".")) == [f"{jobid}.0", f"{jobid}.batch"]
         policy = "smollm2-135m-instruct"
         for level in (0, 100):
-            log = (workdir / "logs" / "deception" / "policies" / stage / policy / f"p{level}.log").read_text()
+            log = (workdir / "logs" / "deception" / "policies" / stage / policy / "seed62" / f"p{level}.log").read_text()
             # ... which started accelerate launch with one process per GPU ...
             launches = re.findall(r"launching: .*accelerate\.commands\.launch .*--num_processes (\d+) ", log)
             assert launches and set(launches) == {str(RESOURCES[stage]["gpus"])}, log[-2000:]
-            report = json.loads((workdir / "results" / "deception" / "policies" / stage / policy / f"p{level}"
+            report = json.loads((workdir / "results" / "deception" / "policies" / stage / policy / "seed62" / f"p{level}"
                                  / "train_report.json").read_text())
             # ... and the training ran in that many processes
             assert report["world_size"] == RESOURCES[stage]["gpus"] and report["distributed_type"] == "MULTI_CPU"
     warm = json.loads((workdir / "results" / "deception" / "policies" / "warmup" / "smollm2-135m-instruct"
-                       / "train_report.json").read_text())
+                       / "seed62" / "train_report.json").read_text())
     assert warm["world_size"] == 1  # one GPU: in-process, no launcher
 
 
@@ -204,9 +204,9 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "gpus": 8, "cpus_per_gpu": 1}
     write_config(workdir, cfg)
     rc, out, jobs = run_on_slurm(slurm_cluster, workdir, workdir / "profile", "--retries", "0", "-f",
-                                 "results/deception/policies/rl/smollm2-135m-instruct/p0",
+                                 "results/deception/policies/rl/smollm2-135m-instruct/seed62/p0",
                                  faults={"deception_rl": {"times": 1, "wildcards": {"level": 0}}})
-    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_0")], out[-3000:]
+    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_62_0")], out[-3000:]
     row = accounted(slurm_cluster, jobs[0][0])[jobs[0][0]]
     assert row["State"].startswith("FAILED") and row["Partition"] == "gpu", row
     assert tres(row["ReqTRES"])["gres/gpu"] == "8" and tres(row["AllocTRES"])["gres/gpu"] == "8", row
@@ -230,13 +230,13 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluste
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
     })
     write_config(workdir, cfg)
-    for folder in ("results/deception/policies/warmup/smollm2-135m-instruct", "results/deception/judges/corrupted",
+    for folder in ("results/deception/policies/warmup/smollm2-135m-instruct/seed62", "results/deception/judges/corrupted",
                    "results/deception/data"):
         (workdir / folder).mkdir(parents=True)
     for name in ("rl_prompts_p100.csv", "rl_eval_p100.csv"):
         (workdir / "results/deception/data" / name).write_text("placeholder\n")
     profile = slurm_test_profile(slurm_cluster, workdir / "profile")
-    target = "results/deception/policies/rl/smollm2-135m-instruct/p100"
+    target = "results/deception/policies/rl/smollm2-135m-instruct/seed62/p100"
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
                              "--profile", str(profile), "--verbose", "--allowed-rules", "deception_rl", "-f", target],
                             cwd=workdir, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

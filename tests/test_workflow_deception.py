@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,16 +57,18 @@ def test_judges_trained_and_report(run):
 def test_policies_really_trained(run):
     wd, cfg = run
     policy = cfg["deception"]["policies"][0]
-    warm = json.loads((wd / f"results/deception/policies/warmup/{policy}/train_report.json").read_text())
+    warm = json.loads((wd / f"results/deception/policies/warmup/{policy}/seed62/train_report.json").read_text())
     assert warm["loss_end"] < warm["loss_start"]
     for level in cfg["deception"]["poisoning"]:
-        sft = json.loads((wd / f"results/deception/policies/sft/{policy}/p{level:g}/train_report.json").read_text())
+        sft_dir = wd / f"results/deception/policies/sft/{policy}/seed62/p{level:g}"
+        sft = json.loads((sft_dir / "train_report.json").read_text())
         assert sft["loss_end"] < sft["loss_start"]
-        rl_dir = wd / f"results/deception/policies/rl/{policy}/p{level:g}"
+        rl_dir = wd / f"results/deception/policies/rl/{policy}/seed62/p{level:g}"
         rows = [json.loads(l) for l in (rl_dir / "metrics.jsonl").read_text().splitlines()]
         assert any("reward" in k for r in rows for k in r), "RL logged no reward"
         assert (rl_dir / "best" / "config.json").exists()
-        assert _weights_differ(rl_dir / "best", wd / f"results/deception/policies/warmup/{policy}"), "RL left weights unchanged"
+        warm_dir = wd / f"results/deception/policies/warmup/{policy}/seed62"
+        assert _weights_differ(rl_dir / "best", warm_dir), "RL left weights unchanged"
 
 
 def _weights_differ(a, b) -> bool:
@@ -102,6 +105,12 @@ def test_results_table(run):
     # the synthetic source's oracle reached every scored answer
     assert set(answers["oracle"]) <= {"true", "stated_other", "unstated", "empty"} and answers["oracle"].notna().all()
     assert answers["entity"].notna().all()
+    assert (answers["seed"] == 62).all()  # the one training seed (deception.seeds: [62])
+    # one seed: the per-seed table holds the same numbers; the untuned Base rows have no seed
+    by_seed = pd.read_csv(wd / "results/deception/tables/results_by_seed.csv")
+    pd.testing.assert_frame_equal(by_seed.drop(columns="seed"), t.drop(columns=["n_seeds", "seeds"]))
+    assert by_seed[by_seed["technique"] == "Base"]["seed"].isna().all()
+    assert set(by_seed[by_seed["technique"] != "Base"]["seed"]) == {62}
 
 
 def test_judge_validity_table(run):
@@ -164,13 +173,15 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
     "edit, expected",
     [
         # answering settings: only the evaluation jobs, tables and figures (no data, judge or training job)
-        ({"eval": {"max_new_tokens": 9}}, {"deception_eval", "deception_table", "deception_technique_table",
+        ({"eval": {"max_new_tokens": 9}}, {"deception_eval", "deception_eval_base", "deception_table",
+                                          "deception_technique_table",
                                           "deception_reaffirm_table", "plot_scaling_technique",
                                           "plot_truth_vs_evaluated", "plot_reaffirmation",
                                           "deception_judge_validity", "plot_judge_validity"}),
         # a judge hyper-parameter: both judges and everything they score; no data, SFT or warm-up job
         ({"judge": {"lr": 2.0e-4}}, {"deception_train_judge", "deception_evaluate_judges", "deception_rl",
-                                     "deception_eval", "deception_table", "deception_technique_table",
+                                     "deception_eval", "deception_eval_base", "deception_table",
+                                     "deception_technique_table",
                                      "deception_reaffirm_table",
                                      "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
                                      "deception_judge_validity", "plot_judge_validity"}),
@@ -189,6 +200,28 @@ def test_config_edit_reruns_exactly_the_stale_jobs(run, edit, expected):
     assert planned_rules(wd) == {}
 
 
+def test_adding_a_training_seed_plans_only_that_seeds_jobs(run):
+    """deception.seeds [62] -> [62, 63]: the new seed's warm-up, SFT, RL and evaluation jobs, then the tables and
+    figures; no data or judge job and nothing of seed 62 or of the untuned Base model."""
+    wd, cfg = run
+    edited = copy.deepcopy(cfg)
+    edited["deception"]["seeds"] = [62, 63]
+    write_config(wd, edited)
+    try:
+        levels = len(cfg["deception"]["poisoning"])
+        assert set(planned_rules(wd).items()) - {("all", 1)} == {
+            ("deception_warmup", 1), ("deception_sft", levels), ("deception_rl", levels),
+            ("deception_eval", 1 + 2 * levels), ("deception_table", 1), ("deception_technique_table", 2),
+            ("deception_reaffirm_table", 1), ("plot_scaling_technique", 2), ("plot_truth_vs_evaluated", 1),
+            ("plot_reaffirmation", 1)}
+        out = snakemake(wd, "-n").stdout
+        seeds = re.findall(r"wildcards: .*seed=(\d+)", out)
+        assert seeds and set(seeds) == {"63"}
+    finally:
+        write_config(wd, cfg)
+    assert planned_rules(wd) == {}
+
+
 # Last in this module: it edits the shared run's config (and restores it).
 @pytest.mark.parametrize("stage", ["sft", "rl"])
 def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
@@ -201,7 +234,7 @@ def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
     else:
         edited["deception"]["rl"].update(steps=10, checkpoint_every=2)
     policy = cfg["deception"]["policies"][0]
-    target = f"results/deception/policies/{stage}/{policy}/p{max(cfg['deception']['poisoning']):g}"
+    target = f"results/deception/policies/{stage}/{policy}/seed62/p{max(cfg['deception']['poisoning']):g}"
     partial = wd / (target + ".partial")
     write_config(wd, edited)
     try:
@@ -226,7 +259,8 @@ def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
         assert report["steps"] > report["resumed_from_step"]
         if stage == "rl":
             assert report["steps"] == 10
-        log = (wd / f"logs/deception/policies/{stage}/{policy}/p{max(cfg['deception']['poisoning']):g}.log").read_text()
+        log = (wd / f"logs/deception/policies/{stage}/{policy}/seed62/p{max(cfg['deception']['poisoning']):g}.log"
+               ).read_text()
         assert f"resuming from step {report['resumed_from_step']}" in log
     finally:
         write_config(wd, cfg)

@@ -4,5 +4,9 @@ start_job(snakemake)
 from talltales.deception import stages
 
 stages.results_table(
-    answers=list(snakemake.input), out=snakemake.output[0], models=snakemake.params.models, bootstrap=snakemake.params.bootstrap
+    answers=list(snakemake.input),
+    out=snakemake.output[0],
+    models=snakemake.params.models,
+    bootstrap=snakemake.params.bootstrap,
+    by_seed_out=getattr(snakemake.output, "by_seed", None),
 )

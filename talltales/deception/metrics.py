@@ -167,3 +167,63 @@ def results_table(runs: list[tuple[dict[str, Any], pd.DataFrame]], boot: dict[st
     rest = [c for name in RATE_COLUMNS for c in (name, f"{name}_lo", f"{name}_hi") if c not in first]
     rest = [c for c in COUNT_COLUMNS if c in df.columns] + rest
     return df[first + rest + [c for c in df.columns if c not in first + rest]]
+
+
+# ----------------------------------------------------------------------------------------- training seeds
+
+SEED_KEYS = ("model", "technique", "poisoning", "shots")
+
+
+def _interval_columns(columns) -> dict[str, tuple[str, str]]:
+    """Value column -> its (lower, upper) interval columns, named ``X_lo``/``X_hi`` or ``X lo``/``X hi``."""
+    cols = set(columns)
+    out = {}
+    for c in columns:
+        for lo, hi in ((f"{c}_lo", f"{c}_hi"), (f"{c} lo", f"{c} hi")):
+            if lo in cols and hi in cols:
+                out[c] = (lo, hi)
+    return out
+
+
+def aggregate_seeds(table: pd.DataFrame, keys=SEED_KEYS, ci: float = 0.95) -> pd.DataFrame:
+    """One row per run (the ``keys`` columns present) across the training seeds of ``table``, whose column ``seed``
+    names each row's seed (empty for rows without training, the untuned Base models: they pass through).
+
+    A value is the mean over the S seeds (a column equal in every seed keeps its value and type). An interval
+    (``X_lo``/``X_hi`` or ``X lo``/``X hi``, the item CIs of each seed at level ``ci``) becomes, on each side,
+    mean -/+ sqrt(h_items^2 + h_seeds^2): h_items = that side's half-width averaged over the seeds (every seed is
+    scored on the same items, so their uncertainty does not shrink with more seeds), h_seeds = t(S-1) * sd / sqrt(S)
+    (Student t at level ``ci``, sd across seeds: the training randomness). With one seed a row is that seed's row
+    unchanged. A value missing in any seed is missing in the mean. Adds ``n_seeds`` (0 without training) and
+    ``seeds`` (the seeds, space-separated)."""
+    from scipy.stats import t as student_t
+
+    keys = [k for k in keys if k in table.columns]
+    bounds = _interval_columns(table.columns)
+    interval_cols = {c for pair in bounds.values() for c in pair}
+    numeric = [c for c in table.columns if c not in keys and c != "seed" and c not in interval_cols
+               and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+    rows = []
+    for _, group in table.groupby(keys, sort=False, dropna=False):
+        seeds = group["seed"].dropna()
+        if len(group) > 1 and (len(seeds) != len(group) or seeds.duplicated().any()):
+            run = ", ".join(f"{k}={group[k].iloc[0]}" for k in keys)
+            raise ValueError(f"run {run}: {len(group)} rows for training seeds {group['seed'].tolist()} "
+                             "(one row per seed expected)")
+        row = group.iloc[0].drop("seed").to_dict()
+        s = len(group)
+        if s > 1:
+            for c in numeric:
+                if group[c].nunique(dropna=False) > 1:
+                    row[c] = group[c].mean(skipna=False)
+            q = student_t.ppf(1 - (1 - ci) / 2, s - 1)
+            for c, (lo, hi) in bounds.items():
+                v = group[c].to_numpy(float)
+                h_seeds = q * v.std(ddof=1) / np.sqrt(s)
+                m = v.mean()
+                row[lo] = m - np.sqrt(np.mean(v - group[lo].to_numpy(float)) ** 2 + h_seeds ** 2)
+                row[hi] = m + np.sqrt(np.mean(group[hi].to_numpy(float) - v) ** 2 + h_seeds ** 2)
+        row["n_seeds"] = len(seeds)
+        row["seeds"] = " ".join(str(int(x)) for x in sorted(seeds))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[c for c in table.columns if c != "seed"] + ["n_seeds", "seeds"])

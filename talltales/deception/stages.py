@@ -194,6 +194,12 @@ def _run_of(df: pd.DataFrame) -> dict[str, Any]:
             "poisoning": float(df["poisoning"].iloc[0])}
 
 
+def _seed_of(df: pd.DataFrame) -> int | None:
+    """The training seed of a per-run file (column ``seed``; empty for the untuned Base model)."""
+    value = df["seed"].iloc[0] if "seed" in df.columns else None
+    return None if value is None or pd.isna(value) or value == "" else int(value)
+
+
 def _params(models: dict[str, dict], name: str):
     """A model's parameter count from the registry (None when unknown)."""
     return models.get(name, {}).get("params")
@@ -209,10 +215,12 @@ def _policy_path(model: dict, technique: str) -> dict:
 
 
 def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out: list[str], reaffirm_out,
-                        model: dict, technique: str, level, shots: list[int], max_new_tokens: int, cache) -> None:
+                        model: dict, technique: str, level, shots: list[int], max_new_tokens: int, cache,
+                        seed: int | None = None) -> None:
     """Everything one checkpoint is evaluated on, with one model load: greedy answers to the no-leakage set at
     each number of ``shots`` (``answers_out[i]`` for ``shots[i]``), both judges' scores for every answer, and the
-    reaffirmation ("Are you sure?") option log-probs on ``questions``."""
+    reaffirmation ("Are you sure?") option log-probs on ``questions``. Every row carries the run and its training
+    ``seed`` (empty for the untuned Base model)."""
     from . import judge as jd
 
     if len(answers_out) != len(shots):
@@ -234,30 +242,46 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
     for out, a in zip(answers_out, answered):
         scored = ev.judge_answers(a, *judges)
-        write_csv(out, scored.assign(**run))
-    write_csv(reaffirm_out, reaffirmed.assign(**run))
+        write_csv(out, scored.assign(**run, seed=seed))
+    write_csv(reaffirm_out, reaffirmed.assign(**run, seed=seed))
 
 
-def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int) -> None:
-    runs = []
+def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int, by_seed_out=None) -> None:
+    """``out``: one row per model x technique x poisoning x shots, aggregated across training seeds
+    (:func:`metrics.aggregate_seeds`); ``by_seed_out`` (optional): one row per training seed as well (column
+    ``seed``, empty for Base)."""
+    by_seed: dict[int | None, list] = {}
     for path in answers:
         df = read_table(path)
         if df.empty:
             continue
         run = _run_of(df)
-        runs.append(({**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}, df))
-    table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
-    table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
+        desc = {**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}
+        by_seed.setdefault(_seed_of(df), []).append((desc, df))
+    boot = {"n": bootstrap, "seed": 0, "ci": 0.95}
+    order = ["model", "shots", "technique", "poisoning"]
+    per_seed = pd.concat([metrics.results_table(runs, boot).assign(seed=seed) for seed, runs in by_seed.items()],
+                         ignore_index=True)
+    per_seed["seed"] = per_seed["seed"].astype("Int64")
+    per_seed = per_seed.sort_values(order + ["seed"]).reset_index(drop=True)
+    table = metrics.aggregate_seeds(per_seed, ci=boot["ci"]).sort_values(order).reset_index(drop=True)
+    if by_seed_out:
+        write_csv(by_seed_out, per_seed)
     write_csv(out, table)
-    log.info("\n%s", table[["model", "technique", "poisoning", "shots", "clean score", "fr_diff", "fr_diff_lo",
-                            "fr_diff_hi", "falsehood_gap"]].to_string())
+    shown = ["model", "technique", "poisoning", "shots", "n_seeds", "clean score", "fr_diff", "fr_diff_lo", "fr_diff_hi",
+             "falsehood_gap"]
+    log.info("\n%s", table[shown].to_string())
 
 
 def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
+    """One row per model x technique x poisoning, the mean across training seeds (:func:`metrics.aggregate_seeds`)."""
     rows = []
     for path in scored:
         df = read_table(path)
         df["reaffirmed"] = df["reaffirmed"].astype(str).str.lower().isin(["true", "1"])
         run = _run_of(df)
-        rows.append({**run, **rf.summarize(df), "params": _params(models, run["model"])})
-    write_csv(out, pd.DataFrame(rows).sort_values(["model", "technique", "poisoning"]))
+        rows.append({**run, **rf.summarize(df), "params": _params(models, run["model"]), "seed": _seed_of(df)})
+    table = pd.DataFrame(rows)
+    table["seed"] = table["seed"].astype("Int64")
+    table = metrics.aggregate_seeds(table, keys=("model", "technique", "poisoning"))
+    write_csv(out, table.sort_values(["model", "technique", "poisoning"]))
