@@ -40,3 +40,21 @@ def mean_or_nan(values) -> float:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")
+
+
+def cluster_bootstrap_ci(values, clusters, n: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` resampling whole ``clusters`` (e.g. the passages the items
+    come from) with replacement; the mean of a resample is over all its items."""
+    values = np.asarray(values, dtype=float)
+    keys = list(dict.fromkeys(clusters))
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    index = {k: i for i, k in enumerate(keys)}
+    cid = np.array([index[c] for c in clusters])
+    sums = np.bincount(cid, weights=values, minlength=len(keys))
+    counts = np.bincount(cid, minlength=len(keys)).astype(float)
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(keys), size=(n, len(keys)))
+    stats = sums[draw].sum(1) / counts[draw].sum(1)
+    lo, hi = np.quantile(stats, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
