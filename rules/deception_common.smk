@@ -52,9 +52,11 @@ REAFFIRMATION_TABLE = "results/deception/tables/reaffirmation.csv"
 SCALING_PLOT = "results/plots/scaling_{technique}.png"
 TRUTH_VS_EVALUATED_PLOT = "results/plots/truth_vs_evaluated.png"
 REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
+RL_CURVES_PLOT = "results/plots/rl_curves.png"
 
 ALL_TARGETS += [RESULTS_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
+ALL_TARGETS += [RL_CURVES_PLOT]
 
 
 def judge_dir(name):
@@ -66,6 +68,14 @@ def policy_dir(technique, policy="{policy}", run="p{level}"):
     if technique == "warmup":
         return f"results/deception/policies/warmup/{policy}"
     return f"results/deception/policies/{technique}/{policy}/{run}"
+
+
+RL_RUNS = [{"model": p, "poisoning": float(x)} for p in POLICIES for x in DEC["poisoning"]]  # rl_curves.png
+
+
+def rl_run_dirs():
+    """Every RL run's folder, in the order of RL_RUNS."""
+    return [policy_dir("rl", r["model"], f"p{fmt_level(r['poisoning'])}") for r in RL_RUNS]
 
 
 # ------------------------------------------------------------------ rules/deception_data.smk

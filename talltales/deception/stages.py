@@ -189,6 +189,18 @@ def _policy_path(model: dict, technique: str) -> dict:
     return entry
 
 
+RL_REWARD_COLUMNS = ("rl_reward_start", "rl_reward_best", "rl_reward_best_lo", "rl_reward_best_hi")
+
+
+def rl_reward_columns(model: dict, technique: str) -> dict[str, Any]:
+    """An RL checkpoint's held-out corrupted-judge rewards from its train report (start = the warmed-up policy,
+    best = the evaluated checkpoint, with its CI), carried into its answers and its rows of results.csv."""
+    if technique != "rl":
+        return {}
+    report = json.loads((Path(model["path"]) / "train_report.json").read_text())
+    return {k: report.get(k) for k in RL_REWARD_COLUMNS}
+
+
 def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out: list[str], reaffirm_out,
                         model: dict, technique: str, level, shots: list[int], max_new_tokens: int, cache) -> None:
     """Everything one checkpoint is evaluated on, with one model load: greedy answers to the no-leakage set at
@@ -202,7 +214,7 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
     run = {"model": model["name"], "technique": formats.TECHNIQUE_LABELS[technique],
-           "poisoning": float(level) if level is not None else -1.0}
+           "poisoning": float(level) if level is not None else -1.0, **rl_reward_columns(model, technique)}
     label, poisoning = run["technique"], run["poisoning"]
     answered = []
     for k in shots:
@@ -226,7 +238,9 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
         if df.empty:
             continue
         run = _run_of(df)
-        runs.append(({**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}, df))
+        extra = {c: df[c].iloc[0] for c in RL_REWARD_COLUMNS if c in df.columns}
+        runs.append(({**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"]),
+                      "extra": extra}, df))
     table = metrics.results_table(runs, {"n": bootstrap, "seed": 0, "ci": 0.95})
     table = table.sort_values(["model", "shots", "technique", "poisoning"]).reset_index(drop=True)
     write_csv(out, table)
