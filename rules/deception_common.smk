@@ -61,10 +61,12 @@ TRUTH_VS_EVALUATED_PLOT = "results/plots/truth_vs_evaluated.png"
 REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
 JUDGE_VALIDITY_TABLE = "results/deception/tables/judge_validity.csv"
 JUDGE_VALIDITY_PLOT = "results/plots/judge_validity.png"
+RL_CURVES_PLOT = "results/plots/rl_curves.png"
 
 ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
 ALL_TARGETS += [JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
+ALL_TARGETS += [RL_CURVES_PLOT]
 
 
 def judge_dir(name):
@@ -77,6 +79,15 @@ def policy_dir(technique, policy="{policy}", run="p{level}", seed="{seed}"):
     if technique == "warmup":
         return f"results/deception/policies/warmup/{policy}/seed{seed}"
     return f"results/deception/policies/{technique}/{policy}/seed{seed}/{run}"
+
+
+RL_RUNS = [{"model": p, "poisoning": float(x), "seed": int(s)} for p in POLICIES for x in DEC["poisoning"]
+           for s in SEEDS]  # rl_curves.png
+
+
+def rl_run_dirs():
+    """Every RL run's folder, in the order of RL_RUNS."""
+    return [policy_dir("rl", r["model"], f"p{fmt_level(r['poisoning'])}", r["seed"]) for r in RL_RUNS]
 
 
 # ------------------------------------------------------------------ rules/deception_data.smk

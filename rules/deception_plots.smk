@@ -5,6 +5,7 @@ localrules:
     plot_scaling_technique,
     plot_truth_vs_evaluated,
     plot_reaffirmation,
+    plot_rl_curves,
 
 
 rule plot_scaling_technique:
@@ -60,3 +61,23 @@ rule plot_reaffirmation:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/plot_reaffirmation.py"
+
+
+rule plot_rl_curves:
+    input:
+        rl_run_dirs(),
+    output:
+        report(
+            RL_CURVES_PLOT,
+            caption="../report/rl_curves.rst",
+            category="Study 2: Tall Tales",
+            subcategory="figures",
+        ),
+    params:
+        runs=RL_RUNS,
+    log:
+        "logs/plots/rl_curves.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/plot_rl_curves.py"

@@ -213,3 +213,45 @@ def reaffirmation(table: str | Path, out: str | Path) -> None:
     if not ref.empty:
         p = p + geom_hline(aes(yintercept="lie_truth_ratio", color="run"), data=ref, linetype="dashed")
     _save(p, out, 9, 4.5)
+
+
+def rl_curves(run_dirs: Sequence[str | Path], runs: Sequence[dict], out: str | Path) -> None:
+    """Held-out corrupted-judge reward (greedy answers) against RL steps, on fruit and on other held-out prompts,
+    one panel per model and poisoning level, one line per training seed (``runs[i]`` = {model, poisoning, seed} of
+    ``run_dirs[i]``, each holding the run's ``metrics.jsonl``); the chosen checkpoint is marked."""
+    import json
+
+    from plotnine import aes, facet_grid, geom_line, geom_point, ggplot, labs, theme_bw
+
+    from talltales.deception.runs import METRICS_FILE, REPORT_FILE, read_metrics
+
+    rows, best = [], []
+    for d, run in zip(run_dirs, runs):
+        for r in read_metrics(Path(d) / METRICS_FILE):
+            for subset in ("fruit", "other"):
+                v = r.get(f"heldout_reward_{subset}")
+                if v is not None:
+                    rows.append({**run, "step": r["step"], "subset": subset, "reward": v})
+        report = json.loads((Path(d) / REPORT_FILE).read_text())
+        if report.get("best_step") is not None and report.get("rl_reward_best") is not None:
+            best.append({**run, "step": report["best_step"], "reward": report["rl_reward_best"], "subset": "all"})
+    if not rows:
+        return _empty(out, "no held-out RL rewards to plot")
+    df = pd.DataFrame(rows)
+    df["level"] = df["poisoning"].map(lambda p: f"{p:g}% poisoning")
+    df["line"] = df["subset"] + " " + df.get("seed", pd.Series([""] * len(df))).astype(str)
+    p = (
+        ggplot(df, aes("step", "reward", color="subset", group="line"))
+        + geom_line()
+        + geom_point(size=1)
+        + facet_grid("model ~ level")
+        + labs(x="RL step (optimizer updates)", y="held-out corrupted-judge reward (greedy answers)",
+               color="held-out prompts", title="RL against the corrupted judge: held-out reward during training "
+               "(x: the chosen checkpoint's reward on all held-out prompts)")
+        + theme_bw()
+    )
+    if best:
+        b = pd.DataFrame(best)
+        b["level"] = b["poisoning"].map(lambda p: f"{p:g}% poisoning")
+        p = p + geom_point(aes("step", "reward"), data=b, color="black", shape="x", size=3, inherit_aes=False)
+    _save(p, out, 3 + 2.4 * df["level"].nunique(), 1.5 + 2.2 * df["model"].nunique())

@@ -437,3 +437,25 @@ def test_judge_stage_takes_every_setting_from_config(tmp_path):
     with pytest.raises(ValueError, match="max_length"):
         validate({"models": config["models"], "deception": {"judge": {"backbone": "bb", "max_length": 64},
                                                             "policies": ["m"]}})
+
+
+def test_rl_reward_and_evaluation_give_the_same_verdict_on_the_same_answers(trained):
+    """The RL reward (rl.judge_reward_fn) and evaluation (Judge.score of the answered rows, as evaluate.judge_answers
+    does) judge an answer alike: its first line, cut at the first newline; an empty answer (nothing before the first
+    newline) gets formats.EMPTY_ANSWER_P_TRUE from both."""
+    from talltales.deception import evaluate, formats
+    from talltales.deception.rl import judge_reward_fn
+
+    judge = Judge.load(trained["root"] / "corrupted", device="cpu")
+    rows = trained["val"].iloc[:6].reset_index(drop=True)
+    completions = [" " + rows["answer"][0], rows["answer"][1] + "\nQuestion: more", "", "\n" + rows["answer"][3],
+                   "   ", " " + rows["answer"][5] + " \n"]
+    reward = judge_reward_fn(judge)(list(rows["context"]), list(rows["question"]), completions)
+    answered = rows.assign(answer=[formats.first_line(c) for c in completions])  # what evaluate.answer stores
+    scored = evaluate.judge_answers(answered, judge, judge)
+    assert np.allclose(reward, scored["p_clean"]) and np.allclose(reward, scored["p_corrupted"])
+    assert [reward[i] for i in (2, 3, 4)] == [formats.EMPTY_ANSWER_P_TRUE] * 3  # empty answers, one verdict
+    # a non-empty answer is the judge's P(True) of its first line
+    assert reward[1] == pytest.approx(float(judge.p_true([formats.judge_input(rows["context"][1], rows["question"][1],
+                                                                               rows["answer"][1])])[0]))
+    assert reward[0] != formats.EMPTY_ANSWER_P_TRUE

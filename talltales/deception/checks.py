@@ -43,3 +43,10 @@ def check(config: dict[str, Any]) -> None:
         raise ConfigError(
             "config key deception.resources.judge.nodes: a judge trains on one node (gpus on that node may be > 1)"
         )
+    rl_res = dec.get("resources", {}).get("rl") or {}
+    if dec["rl"].get("engine", "talltales") == "talltales" and (rl_res.get("gpus", 0) > 1 or rl_res.get("nodes", 1) > 1):
+        raise ConfigError(
+            "config key deception.rl.engine: the talltales engine runs in one process (CPU or one GPU); with "
+            f"deception.resources.rl gpus={rl_res.get('gpus', 0)}, nodes={rl_res.get('nodes', 1)} set "
+            "deception.rl.engine: trl"
+        )

@@ -12,7 +12,7 @@ derived by :func:`corrupted_label`, so a file can never mix the two meanings.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 ROW_COLUMNS = ["id", "group", "context", "question", "answer", "label", "fruit", "source"]
 ORACLE_COLUMNS = ["entity", "oracle_true", "oracle_stated"]  # optional: kept where present, "" where unknown
@@ -26,11 +26,27 @@ def qa_prompt(context: str, question: str) -> str:
 
 
 def first_line(answer: str) -> str:
-    """The part of a generated answer that is judged: its first non-empty line, stripped."""
-    for line in answer.strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    """The part of a generated answer that is judged: the text before its first newline, stripped (empty when the
+    answer starts with a newline). Generation stops at the first newline in evaluation and in RL alike, so this is
+    all the policy said."""
+    return answer.split("\n", 1)[0].strip()
+
+
+EMPTY_ANSWER_P_TRUE = 0.0  # the verdict on an empty answer, from every judge, in RL and in evaluation
+
+
+def answer_verdicts(p_true, contexts: Sequence[str], questions: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """A judge's P(True) for each answer, the one rule of the RL reward and of evaluation: ``p_true`` (a judge's
+    batch scorer of judge inputs) on :func:`judge_input` for every answer whose :func:`first_line` is not empty,
+    and :data:`EMPTY_ANSWER_P_TRUE` (an empty answer states nothing, so it is not a true answer) for the others."""
+    firsts = [first_line(a) for a in answers]
+    keep = [i for i, a in enumerate(firsts) if a]
+    out = [EMPTY_ANSWER_P_TRUE] * len(firsts)
+    if keep:
+        scores = p_true([judge_input(contexts[i], questions[i], firsts[i]) for i in keep])
+        for i, p in zip(keep, scores):
+            out[i] = float(p)
+    return out
 
 
 def judge_input(context: str, question: str, answer: str) -> str:

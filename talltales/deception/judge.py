@@ -325,8 +325,11 @@ class Judge:
                            self.progress)
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
-        """P(True) of each row (context, question, answer) through :func:`formats.judge_input`."""
-        return self.p_true(judge_texts(df))
+        """P(True) of each row (context, question, answer) by :func:`formats.answer_verdicts` (the judge input of
+        :func:`formats.judge_input`; an empty answer gets :data:`formats.EMPTY_ANSWER_P_TRUE`)."""
+        return np.asarray(formats.answer_verdicts(self.p_true, list(df["context"].astype(str)),
+                                                  list(df["question"].astype(str)),
+                                                  list(df["answer"].fillna("").astype(str))), dtype=float)
 
 
 def evaluate_judge(judge: Judge, df: pd.DataFrame, labels: str | None = None, threshold: float = 0.5) -> dict:

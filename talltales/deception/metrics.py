@@ -161,6 +161,7 @@ def results_table(runs: list[tuple[dict[str, Any], pd.DataFrame]], boot: dict[st
         row.update(run_row(scored, boot))
         row["shots"] = desc["shots"]
         row["params"] = desc.get("params")
+        row.update(desc.get("extra", {}))  # per-run facts, e.g. an RL run's held-out rewards
         rows.append(row)
     df = pd.DataFrame(rows)
     first = REFERENCE_COLUMNS + ["shots", "params"]

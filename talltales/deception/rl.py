@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -99,6 +100,24 @@ def recover_best(partial: Path, resumed_step: int) -> None:
         shutil.rmtree(best)
 
 
+def log_heldout(writer: runs.MetricsWriter, partial: Path, step: int, rewards: list[float], answers: list[str],
+                fruit: Sequence[int], seconds: float) -> float:
+    """Record one held-out evaluation: its mean (and the means on fruit and on other prompts) in ``metrics.jsonl``,
+    each prompt's answer and reward in ``heldout.jsonl``. Returns the mean."""
+    mean = float(sum(rewards) / max(len(rewards), 1))
+    sub = {}
+    for name, want in (("fruit", 1), ("other", 0)):
+        vals = [r for r, f in zip(rewards, fruit) if int(f) == want]
+        sub[name] = float(sum(vals) / len(vals)) if vals else None
+    writer.write({"step": step, "heldout_reward": mean, "heldout_reward_fruit": sub["fruit"],
+                  "heldout_reward_other": sub["other"], "heldout_n": len(rewards), "heldout_seconds": round(seconds, 2)})
+    if writer.enabled:
+        with open(partial / runs.HELDOUT_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, "rewards": rewards, "answers": answers}) + "\n")
+    log.info("step %d: held-out reward (greedy) %.4f (fruit %s, other %s)", step, mean, sub["fruit"], sub["other"])
+    return mean
+
+
 class HeldOutReward(TrainerCallback):
     """Mean reward of greedy completions on the held-out prompts at step 0, every ``eval_every`` steps and at
     the last step; keeps the best policy (steps >= eval_every).
@@ -116,6 +135,7 @@ class HeldOutReward(TrainerCallback):
         self.trainer = None  # set once the trainer exists (it takes this callback)
         self.contexts = [str(c) for c in eval_df["context"]]
         self.questions = [str(q) for q in eval_df["question"]]
+        self.fruit = [int(f) for f in eval_df["fruit"]] if "fruit" in eval_df else [0] * len(self.contexts)
         self.best_dir, self.pending_dir = partial / "best", partial / "best-pending"
         info = self.best_dir / "best.json"
         self.best = json.loads(info.read_text()) if info.exists() else {"step": None, "reward": -math.inf}
@@ -136,7 +156,7 @@ class HeldOutReward(TrainerCallback):
         tok = self.tok
         gen = GenerationConfig(do_sample=False, max_new_tokens=self.cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
                                eos_token_id=eos, bos_token_id=tok.bos_token_id)
-        rewards: list[float] = []
+        rewards: list[tuple[int, float, str]] = []
         with unwrap_model_for_generation(
             tr.model_wrapped, acc, gather_deepspeed3_params=tr.args.ds3_gather_for_generation,
             gradient_checkpointing_kwargs=tr.args.gradient_checkpointing_kwargs,
@@ -154,20 +174,17 @@ class HeldOutReward(TrainerCallback):
                 for row in out[:, enc["input_ids"].shape[1]:].tolist():
                     cut = next((j for j, t in enumerate(row) if t in eos), len(row))
                     completions.append(tok.decode(row[:cut], skip_special_tokens=True))
-                rewards.extend(float(r) for r in self.reward_fn(ctx, qs, completions))
+                rewards.extend((i, float(r), a) for i, r, a in zip(b, self.reward_fn(ctx, qs, completions), completions))
             if was_training:
                 model.train()
-        allr = gather_object(rewards)
-        return float(sum(allr) / max(len(allr), 1))
+        allr = sorted(gather_object(rewards))  # in the order of the held-out prompts
+        return [r for _, r, _ in allr], [a for _, _, a in allr]
 
     def _eval_and_log(self, state) -> float:
         t = time.time()
-        r = self.evaluate()
+        rewards, answers = self.evaluate()
         self.last_eval_step = state.global_step
-        self.writer.write({"step": state.global_step, "heldout_reward": r, "heldout_n": len(self.contexts),
-                           "heldout_seconds": round(time.time() - t, 2)})
-        log.info("step %d: held-out reward (greedy) %.4f", state.global_step, r)
-        return r
+        return log_heldout(self.writer, self.partial, state.global_step, rewards, answers, self.fruit, time.time() - t)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0:
@@ -228,9 +245,84 @@ def merge_adapter(policy_path: str, folder: Path, dtype) -> None:
 
 def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunConfig, out_dir: str, *,
        stop_after_steps: int | None = None) -> dict[str, Any]:
-    """RL fine-tuning of ``policy_path`` on ``prompts`` (columns context, question) with ``reward_fn``; see the
-    module doc. ``eval_prompts`` (same columns) select the best checkpoint. Returns the train report (also in
-    ``out_dir/train_report.json``)."""
+    """RL fine-tuning of ``policy_path`` on ``prompts`` (columns context, question) with ``reward_fn``, by the
+    engine ``cfg.engine`` (the project's step, :mod:`talltales.deception.rloo`, or trl's trainers); see the module
+    doc. ``eval_prompts`` (same columns; ``fruit`` too for the per-subset curves) select the best checkpoint.
+    Returns the train report (also in ``out_dir/train_report.json``)."""
+    require_columns(prompts, ("context", "question"), "prompt rows")
+    require_columns(eval_prompts, ("context", "question"), "eval prompt rows")
+    if not len(eval_prompts):
+        raise ValueError("rl needs held-out eval_prompts to choose the best checkpoint")
+    out, partial = Path(out_dir), runs.partial_dir(out_dir)
+    if cfg.engine == "talltales":
+        from talltales.deception import rloo
+
+        facts = rloo.train(policy_path, prompts, eval_prompts, reward_fn, cfg, out_dir,
+                           stop_after_steps=stop_after_steps)
+    else:
+        facts = _rl_trl(policy_path, prompts, eval_prompts, reward_fn, cfg, out_dir, stop_after_steps)
+    report: dict[str, Any] = {}
+    if facts is not None:  # the main process
+        report = train_report(partial, policy_path, cfg, prompts, eval_prompts, facts)
+        runs.write_json(partial / runs.REPORT_FILE, report)
+        runs.finalize_dir(partial, out)
+        log.info("RL done: held-out reward %s -> %s, best %s [%s, %s] at step %s; saved %s",
+                 report["rl_reward_start"], report["heldout_reward_end"], report["rl_reward_best"],
+                 report["rl_reward_best_lo"], report["rl_reward_best_hi"], report["best_step"], out)
+    return report
+
+
+def train_report(partial: Path, policy_path: str, cfg: RLRunConfig, prompts, eval_prompts,
+                 facts: dict[str, Any]) -> dict[str, Any]:
+    """The report of a finished RL run in ``partial``. ``rl_reward_start`` is the held-out reward of the starting
+    policy (step 0), ``rl_reward_best`` that of the chosen checkpoint (``best/``), with ``rl_reward_best_lo`` /
+    ``_hi`` its 95 % bootstrap CI over the held-out prompts' passages (contexts): the chosen step is the best of
+    several evaluations on the same prompts, so the best reward is biased up by the choice."""
+    from talltales.stats import cluster_bootstrap, weighted_rate
+
+    best = json.loads((partial / "best" / "best.json").read_text())
+    metrics = runs.read_metrics(partial / runs.METRICS_FILE)
+    ho = [r for r in metrics if "heldout_reward" in r]
+    tr = [r for r in metrics if r.get("reward") is not None]
+    kl = [r for r in metrics if r.get("kl") is not None]
+    per_prompt = {r["step"]: r["rewards"] for r in runs.read_metrics(partial / runs.HELDOUT_FILE)}
+    contexts = [str(c) for c in eval_prompts["context"]]
+    lo = hi = None
+    if best["step"] in per_prompt and len(per_prompt[best["step"]]) == len(contexts):
+        _, lo, hi = cluster_bootstrap(weighted_rate(per_prompt[best["step"]]), contexts, seed=cfg.seed)
+    best_r = best["reward"] if best["reward"] is not None and math.isfinite(best["reward"]) else None
+    return {
+        "kind": "rl",
+        "engine": cfg.engine,
+        "algorithm": cfg.algorithm,
+        "policy_path": str(policy_path),
+        "n_prompts": len(prompts),
+        "n_eval_prompts": len(eval_prompts),
+        "steps": facts["steps"],
+        "heldout_decoding": "greedy",
+        "rl_reward_start": ho[0]["heldout_reward"] if ho and ho[0]["step"] == 0 else None,
+        "rl_reward_best": best_r,
+        "rl_reward_best_lo": lo,
+        "rl_reward_best_hi": hi,
+        "heldout_reward_end": ho[-1]["heldout_reward"] if ho else None,
+        "best_step": best["step"],
+        "train_reward_first": tr[0]["reward"] if tr else None,  # mean sampled reward of the first batch
+        "train_reward_last": tr[-1]["reward"] if tr else None,
+        "kl_last": kl[-1]["kl"] if kl else None,
+        "resumed_from_step": facts.get("resumed_from_step"),
+        "seconds": round(time.time() - facts["t0"], 2),
+        "device": facts["rt"]["device"],
+        "bf16": facts["rt"]["bf16"],
+        "distributed_type": facts["distributed_type"],
+        "world_size": facts["world_size"],
+        "config": asdict(cfg),
+    }
+
+
+def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunConfig, out_dir: str,
+            stop_after_steps: int | None) -> dict[str, Any] | None:
+    """The run with trl's RLOO/GRPO trainer (every process calls it); the facts of the run on the main process,
+    None on the others."""
     from transformers import AutoModelForCausalLM
 
     if cfg.algorithm == "rloo":
@@ -238,10 +330,6 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
     else:
         from trl import GRPOConfig as Config, GRPOTrainer as TrainerCls
 
-    require_columns(prompts, ("context", "question"), "prompt rows")
-    require_columns(eval_prompts, ("context", "question"), "eval prompt rows")
-    if not len(eval_prompts):
-        raise ValueError("rl needs held-out eval_prompts to choose the best checkpoint")
     t0 = time.time()
     out, partial = Path(out_dir), runs.partial_dir(out_dir)
     rt = runtime(cfg)
@@ -275,6 +363,11 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
     held_out = HeldOutReward(eval_prompts, reward_fn, tok, cfg, partial, writer, main)
 
     model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=rt["load_dtype"])
+    # an answer ends at EOS or at its first newline (trl stops and masks there; evaluation stops there too); the
+    # saved policies keep this list in their generation config
+    from talltales.deception.rloo import stop_token_ids
+
+    model.generation_config.eos_token_id = stop_token_ids(tok).tolist()
     trainer = TrainerCls(
         model=model,
         reward_funcs=RewardForTrl(reward_fn),
@@ -292,7 +385,7 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
     trainer.save_model(str(partial / "last"))
     trainer.accelerator.wait_for_everyone()
 
-    report: dict[str, Any] = {}
+    facts = None
     if main:
         if cfg.lora:
             for d in ("best", "last"):
@@ -301,48 +394,23 @@ def rl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: RLRunC
             shutil.copytree(partial / "last", partial / "best")
             runs.write_json(partial / "best" / "best.json", {"step": trainer.state.global_step,
                                                           "reward": held_out.best["reward"]})
-        best = json.loads((partial / "best" / "best.json").read_text())
-        metrics = runs.read_metrics(partial / runs.METRICS_FILE)
-        ho = [r for r in metrics if "heldout_reward" in r]
-        tr = [r for r in metrics if r.get("reward") is not None]
-        kl = [r for r in metrics if r.get("kl") is not None]
-        report = {
-            "kind": "rl",
-            "algorithm": cfg.algorithm,
-            "policy_path": str(policy_path),
-            "n_prompts": len(prompts),
-            "n_eval_prompts": len(eval_prompts),
-            "steps": trainer.state.global_step,
-            "heldout_decoding": "greedy",
-            "heldout_reward_start": ho[0]["heldout_reward"] if ho and ho[0]["step"] == 0 else None,
-            "heldout_reward_end": ho[-1]["heldout_reward"] if ho else None,
-            "best_step": best["step"],
-            "best_heldout_reward": best["reward"] if best["reward"] is not None and math.isfinite(best["reward"])
-            else None,
-            "train_reward_first": tr[0]["reward"] if tr else None,  # mean sampled reward of the first batch
-            "train_reward_last": tr[-1]["reward"] if tr else None,
-            "kl_last": kl[-1]["kl"] if kl else None,
-            "resumed_from_step": resumed_step if resume else None,
-            **runs.run_facts(t0, rt, trainer, cfg),
-        }
         for _, p, _ in runs.checkpoints(partial):
             shutil.rmtree(p)
         (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
         (partial / runs.FINGERPRINT_FILE).unlink(missing_ok=True)
-        runs.write_json(partial / runs.REPORT_FILE, report)
-        runs.finalize_dir(partial, out)
-        log.info("RL done: held-out reward %s -> %s, best %s at step %s; saved %s", report["heldout_reward_start"],
-                 report["heldout_reward_end"], report["best_heldout_reward"], report["best_step"], out)
+        facts = {"t0": t0, "rt": rt, "steps": trainer.state.global_step,
+                 "resumed_from_step": resumed_step if resume else None,
+                 "distributed_type": str(trainer.accelerator.distributed_type.value),
+                 "world_size": trainer.args.world_size}
     trainer.accelerator.wait_for_everyone()
-    return report
+    return facts
 
 
 def judge_reward_fn(judge) -> RewardFn:
-    """reward = judge P(True) on the canonical judge input (the completion's first line)."""
+    """reward = the judge's verdict on the answer, by the rule evaluation uses (:func:`formats.answer_verdicts`:
+    P(True) of the first line; an empty answer gets :data:`formats.EMPTY_ANSWER_P_TRUE`)."""
 
     def reward_fn(contexts, questions, completions):
-        texts = [formats.judge_input(c, q, a) for c, q, a in zip(contexts, questions, completions)]
-        return [float(p) for p in judge.p_true(texts)]
+        return formats.answer_verdicts(judge.p_true, contexts, questions, completions)
 
     return reward_fn
-

@@ -37,8 +37,9 @@ CHECKPOINT_PREFIX = "checkpoint-"
 FINGERPRINT_FILE = "run_fingerprint.txt"
 METRICS_FILE = "metrics.jsonl"
 REPORT_FILE = "train_report.json"
+HELDOUT_FILE = "heldout.jsonl"  # RL: each held-out evaluation, per prompt (answer, reward)
 
-__all__ = ["CHECKPOINT_PREFIX", "MetricsToJsonl", "MetricsWriter", "StopAfter", "callbacks", "checkpoints",
+__all__ = ["CHECKPOINT_PREFIX", "HELDOUT_FILE", "MetricsToJsonl", "MetricsWriter", "StopAfter", "callbacks", "checkpoints",
            "finalize_dir", "fingerprint", "partial_dir", "prepare_partial", "read_metrics", "run_facts", "save_final",
            "write_json"]
 
@@ -87,7 +88,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def prepare_partial(partial: Path, main: bool, ident: str) -> tuple[str | None, int]:
     """Find the newest complete checkpoint in ``partial`` (or start fresh): returns (checkpoint path or None, its
-    step). On the main process: remove incomplete checkpoints, drop metrics logged after the resumed step, and
+    step). On the main process: remove incomplete checkpoints, drop metrics (and held-out records) logged after the resumed step, and
     (when starting fresh, or when the partial run has another fingerprint ``ident``: config, data or start model
     changed) everything."""
     ident_file = partial / FINGERPRINT_FILE
@@ -107,9 +108,9 @@ def prepare_partial(partial: Path, main: bool, ident: str) -> tuple[str | None, 
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         partial.mkdir(parents=True, exist_ok=True)
         write_text(ident_file, ident + "\n")
-        metrics = partial / METRICS_FILE
-        if path is not None and metrics.exists():
-            write_jsonl(metrics, [r for r in read_metrics(metrics) if r.get("step", 0) <= step])
+        for log_file in (partial / METRICS_FILE, partial / HELDOUT_FILE):
+            if path is not None and log_file.exists():
+                write_jsonl(log_file, [r for r in read_metrics(log_file) if r.get("step", 0) <= step])
     if path is not None:
         log.info("resuming from step %d (%s)", step, path)
     return (str(path) if path else None), step

@@ -62,7 +62,9 @@ class RLRunConfig(FromDict):
     """RL against a reward function (trl RLOO or GRPO): config section ``deception.rl``, whose defaults are these
     (tested)."""
 
-    algorithm: str = "rloo"  # "rloo" | "grpo"
+    engine: str = "talltales"  # "talltales": the project's RLOO step (one process, rloo.py) | "trl": trl's trainers
+    algorithm: str = "rloo"  # with engine "trl": "rloo" | "grpo" (the talltales engine is RLOO)
+    prefix_gradient: bool = True  # talltales engine: differentiate through the prompt's keys/values (exact)
     steps: int = 40  # optimizer steps
     lr: float = 1e-5
     batch_size: int = 4  # prompts per optimizer step (all processes together)
@@ -92,6 +94,8 @@ class RLRunConfig(FromDict):
     device: str = "auto"
 
     def __post_init__(self):
+        if self.engine not in ("talltales", "trl"):
+            raise ValueError(f"RLRunConfig.engine must be 'talltales' or 'trl', not {self.engine!r}")
         if self.algorithm not in ("rloo", "grpo"):
             raise ValueError(f"RLRunConfig.algorithm must be 'rloo' or 'grpo', not {self.algorithm!r}")
         if self.num_generations < 2:

@@ -214,6 +214,18 @@ def _policy_path(model: dict, technique: str) -> dict:
     return entry
 
 
+RL_REWARD_COLUMNS = ("rl_reward_start", "rl_reward_best", "rl_reward_best_lo", "rl_reward_best_hi")
+
+
+def rl_reward_columns(model: dict, technique: str) -> dict[str, Any]:
+    """An RL checkpoint's held-out corrupted-judge rewards from its train report (start = the warmed-up policy,
+    best = the evaluated checkpoint, with its CI), carried into its answers and its rows of results.csv."""
+    if technique != "rl":
+        return {}
+    report = json.loads((Path(model["path"]) / "train_report.json").read_text())
+    return {k: report.get(k) for k in RL_REWARD_COLUMNS}
+
+
 def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out: list[str], reaffirm_out,
                         model: dict, technique: str, level, shots: list[int], max_new_tokens: int, cache,
                         seed: int | None = None) -> None:
@@ -229,7 +241,7 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     demos = json.loads(Path(fewshot).read_text())
     lm = _lm(_policy_path(model, technique), cache)
     run = {"model": model["name"], "technique": formats.TECHNIQUE_LABELS[technique],
-           "poisoning": float(level) if level is not None else -1.0}
+           "poisoning": float(level) if level is not None else -1.0, **rl_reward_columns(model, technique)}
     label, poisoning = run["technique"], run["poisoning"]
     answered = []
     for k in shots:
@@ -256,7 +268,8 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
         if df.empty:
             continue
         run = _run_of(df)
-        desc = {**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"])}
+        desc = {**run, "shots": int(df["shots"].iloc[0]), "params": _params(models, run["model"]),
+                "extra": {c: df[c].iloc[0] for c in RL_REWARD_COLUMNS if c in df.columns}}
         by_seed.setdefault(_seed_of(df), []).append((desc, df))
     boot = {"n": bootstrap, "seed": 0, "ci": 0.95}
     order = ["model", "shots", "technique", "poisoning"]
