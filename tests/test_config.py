@@ -287,3 +287,18 @@ def test_judge_over_several_nodes_is_refused():
     cfg["deception"]["resources"]["judge"]["nodes"] = 2
     with pytest.raises(ConfigError, match=r"deception\.resources\.judge\.nodes"):
         validate(cfg)
+
+
+def test_the_talltales_rl_engine_on_several_gpus_is_one_clear_error(tmp_path):
+    """The project's RL step runs in one process: more than one GPU (or node) for RL needs engine trl."""
+    from conftest import make_config
+
+    from talltales.config import ConfigError, check
+
+    for resources in ({"gpus": 2}, {"gpus": 2, "nodes": 2}):
+        cfg = make_config(tmp_path, studies=("deception",), deception={"resources": {"rl": resources}})
+        with pytest.raises(ConfigError, match=r"deception\.rl\.engine.*set deception\.rl\.engine: trl"):
+            check(validate(cfg))
+        cfg = make_config(tmp_path, studies=("deception",), deception={"resources": {"rl": resources},
+                                                                       "rl": {"engine": "trl"}})
+        check(validate(cfg))

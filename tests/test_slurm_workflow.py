@@ -81,6 +81,7 @@ def dag(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_dag")
     cfg = make_config(workdir, studies=("mwe", "deception"), deception={
         "resources": RESOURCES,
+        "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
     })
     write_config(workdir, cfg)
@@ -227,6 +228,7 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluste
     workdir = tmp_path / "two_node"
     cfg = make_config(workdir, studies=("deception",), deception={
         "resources": {**RESOURCES, "rl": {**RESOURCES["rl"], "nodes": 2}},
+        "rl": {"engine": "trl"},
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
     })
     write_config(workdir, cfg)
