@@ -86,7 +86,8 @@ def test_eval_sets_flags_unseen_fruit_and_keeps_extra_columns(tmp_path, pools):
     assert fruit["entity"].isin(seen).any() and fruit["fruit_unseen"].any()
     assert not ev.loc[ev["fruit"] == 0, "fruit_unseen"].any()
     # without an entity column there is no flag (and no guess)
-    write_csv(paths["fruit_eval"], f_eval.drop(columns="entity"))
+    for k, df in zip(paths, (c_train, c_val, f_train, f_eval)):  # (the generator's rows carry an entity too)
+        write_csv(paths[k], df.drop(columns="entity", errors="ignore"))
     stages.eval_sets(**paths, eval_out=out["eval.csv"], reaffirmation_out=out["reaff.csv"],
                      fewshot_out=out["shots.json"], n_fruit=40, n_other=20, reaffirmation_per_quadrant=2, seed=5)
     assert "fruit_unseen" not in pd.read_csv(out["eval.csv"]).columns

@@ -67,6 +67,7 @@ def _answers(path, technique, poisoning, seed, p_clean, shots=0):
     df = pd.DataFrame({
         "p_clean": p_clean, "p_corrupted": rng.uniform(size=n), "fruit": [i % 2 for i in range(n)],
         "shots": shots, "model": "tiny", "technique": technique, "poisoning": poisoning, "seed": seed,
+        "context": [f"passage {i}" for i in range(n)],  # what the cluster bootstrap resamples: passages
     })
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
