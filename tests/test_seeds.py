@@ -109,7 +109,7 @@ def test_two_seed_results_are_means_with_wider_intervals(tmp_path):
     for col in ("clean score", "falsehood_gap", "poison fr"):
         assert got.loc["RL", col] == pytest.approx(rl[col].mean())
     # the two seeds' answers differ, so the interval is wider than either seed's item interval
-    for col, lo, hi in (("clean score", "clean score lo", "clean score hi"),
+    for col, lo, hi in (("clean score", "clean score_lo", "clean score_hi"),
                         ("falsehood_gap", "falsehood_gap_lo", "falsehood_gap_hi")):
         assert got.loc["RL", hi] - got.loc["RL", lo] > (rl[hi] - rl[lo]).max()
         assert got.loc["RL", lo] < got.loc["RL", col] < got.loc["RL", hi]
