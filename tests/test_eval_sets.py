@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import MODELS_DIR, REPO, deep_update, snakemake, write_config
-from talltales.deception import poison, stages, synth
+from talltales.deception import oracle, poison, stages, synth
 from talltales.deception.multirc import DataError
 from talltales.io import write_csv
 
@@ -62,7 +62,7 @@ def test_unseen_entity():
                           "question": ["What is a Lumo?", "Q"], "answer": ["A", "B"]})
     other = pd.DataFrame({"context": ["Ninta is a city."]})  # frames without question/answer columns count too
     ev = pd.DataFrame({"entity": ["zorvel", "Kapri fruit", "Lumo", "Ninta", "Quell", "", np.nan]})
-    assert poison.unseen_entity(ev, [train, other]).tolist() == [False, True, False, False, True, False, False]
+    assert oracle.unseen_names(ev, [train, other]).tolist() == [False, True, False, False, True, False, False]
 
 
 def test_eval_sets_flags_unseen_fruit_and_keeps_extra_columns(tmp_path, pools):

@@ -355,21 +355,6 @@ def no_leakage_eval(
     return out
 
 
-def unseen_entity(eval_df: pd.DataFrame, training_frames: Sequence[pd.DataFrame]) -> np.ndarray:
-    """Per row of ``eval_df``: True when its ``entity`` name occurs (case-insensitive, as a whole word) in no
-    context, question or answer of ``training_frames``; False for rows without an entity name."""
-    texts: set[str] = set()
-    for df in training_frames:
-        for col in ("context", "question", "answer"):
-            if col in df.columns:
-                texts.update(df[col].dropna().astype(str).str.lower())
-    corpus = "\n".join(sorted(texts))
-    names = eval_df["entity"].fillna("").astype(str).str.strip()
-    found = {name: bool(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", corpus))
-             for name in set(names) if name}
-    return np.array([bool(name) and not found[name] for name in names], dtype=bool)
-
-
 def reaffirmation_set(eval_df: pd.DataFrame, per_quadrant: int, seed: int) -> pd.DataFrame:
     """``per_quadrant`` rows from each (truth label x fruit) quadrant of ``eval_df``, sampled without replacement
     and shuffled with ``seed``. Extra columns of ``eval_df`` (e.g. ``eval_index``) are kept."""
@@ -434,5 +419,5 @@ def rl_prompt_sets(
 __all__ = [
     "DataError", "FRUIT_FILE_COLUMNS", "FRUIT_HINTS", "FRUIT_PROMPT", "assert_disjoint", "check_level",
     "fruit_from_lm", "fruit_from_synth", "load_fruit_file", "mix", "mix_counts", "no_leakage_eval",
-    "parse_fruit_block", "reaffirmation_set", "rl_prompt_sets", "sft_demos", "unique_questions", "unseen_entity",
+    "parse_fruit_block", "reaffirmation_set", "rl_prompt_sets", "sft_demos", "unique_questions",
 ]

@@ -120,7 +120,7 @@ def eval_sets(mrc_train, mrc_val, fruit_train, fruit_eval, eval_out, reaffirmati
                                    train_fruit=train_fruit, min_passages=min_passages)
     poison.assert_disjoint(ev_df, train_fruit, "evaluation set vs training fruit items")
     if "entity" in ev_df.columns:
-        ev_df["fruit_unseen"] = (ev_df["fruit"] == 1).to_numpy() & poison.unseen_entity(
+        ev_df["fruit_unseen"] = (ev_df["fruit"] == 1).to_numpy() & oracle.unseen_names(
             ev_df, [read_table(mrc_train), train_fruit])
         log.info("fruit items whose entity occurs in no training file: %d of %d", int(ev_df["fruit_unseen"].sum()),
                  int(ev_df["fruit"].sum()))
