@@ -229,10 +229,13 @@ INTERRUPTED = textwrap.dedent('''
                 pass
 
     assert talltales.slurm.cancel_on_interrupt(sys.argv[1]) == sys.argv[2]
-    logger = logging.getLogger("probe")
-    logger.addHandler(Swallowing()) if sys.argv[3] == "swallow" else print("waiting", flush=True)
-    logger.warning("x")
-    print("emit returned", flush=True)
+    if sys.argv[3] == "swallow":
+        logger = logging.getLogger("probe")
+        logger.addHandler(Swallowing())
+        logger.warning("x")  # the interrupt lands in here
+        print("emit returned", flush=True)
+    else:
+        print("waiting", flush=True)  # the interrupt lands in the sleep
     time.sleep(120)
 ''')
 
