@@ -365,7 +365,12 @@ def test_wandb_offline_run_records_the_judge_metrics(tmp_path, monkeypatch):
     report = train_judge(backbone, toy_data(48, 0), toy_data(16, 1), "clean", cfg, tmp_path / "judge", progress=False)
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    data = runs[0].read_bytes()  # the run's records (protobuf); every history row names its keys
+    import time
+    for _ in range(60):  # the W&B service writes the run's file in its own process, shortly after finish()
+        data = runs[0].read_bytes()  # the run's records (protobuf); every history row names its keys
+        if b"final/other_acc_truth" in data:
+            break
+        time.sleep(0.5)
     assert report["steps"] == 3 and data.count(b"train/loss") >= 3  # history rows (+ summary updates)
     assert b"val/val_acc_truth" in data and b"final/other_acc_truth" in data
     assert "WANDB_API_KEY" not in (tmp_path / "judge" / "report.json").read_text()
