@@ -40,7 +40,7 @@ STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup",
 EVAL_RULES = {"mwe_eval", "deception_eval", "deception_eval_base"}  # one GPU each (profiles/slurm set-resources)
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
-               "deception_judge_validity", "plot_judge_validity"}
+               "deception_judge_validity", "plot_judge_validity", "plot_rl_curves"}
 # Injected failures: the corrupted judge fails once (the profile's one retry, with doubled memory and time, passes);
 # RL at 100 % fails on both attempts, so the first run stops; the rerun finds the failures spent.
 FAULTS = {"deception_train_judge": {"times": 1, "wildcards": {"judge": "corrupted"}},
