@@ -184,7 +184,7 @@ def test_fruit_file_with_missing_columns_fails_before_training(tmp_path):
                                      "deception_technique_table",
                                      "deception_reaffirm_table",
                                      "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
-                                     "deception_judge_validity", "plot_judge_validity"}),
+                                     "deception_judge_validity", "plot_judge_validity", "plot_rl_curves"}),
     ],
 )
 def test_config_edit_reruns_exactly_the_stale_jobs(run, edit, expected):
