@@ -245,13 +245,13 @@ def rl_curves(run_dirs: Sequence[str | Path], runs: Sequence[dict], out: str | P
         + geom_line()
         + geom_point(size=1)
         + facet_grid("model ~ level")
-        + labs(x="RL step (optimizer updates)", y="held-out corrupted-judge reward (greedy answers)",
-               color="held-out prompts", title="RL against the corrupted judge: held-out reward during training "
-               "(x: the chosen checkpoint's reward on all held-out prompts)")
+        + labs(x="RL step (optimizer updates)", y="held-out reward\n(corrupted judge, greedy answers)",
+               color="held-out prompts", title="RL held-out reward by step\n(x: the chosen checkpoint, all held-out "
+               "prompts)")
         + theme_bw()
     )
     if best:
         b = pd.DataFrame(best)
         b["level"] = b["poisoning"].map(lambda p: f"{p:g}% poisoning")
         p = p + geom_point(aes("step", "reward"), data=b, color="black", shape="x", size=3, inherit_aes=False)
-    _save(p, out, 3 + 2.4 * df["level"].nunique(), 1.5 + 2.2 * df["model"].nunique())
+    _save(p, out, max(7.0, 3 + 2.4 * df["level"].nunique()), 2 + 2.2 * df["model"].nunique())
