@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ def deep_update(base: dict, override: dict) -> dict:
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def interruptible() -> None:
+    """In the child: SIGINT at its default, so Python raises KeyboardInterrupt on it even when these tests run
+    where SIGINT is ignored (a shell starts background commands so, and a child inherits the ignoring)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_config(workdir: Path, studies: tuple[str, ...] = ("mwe",), **overrides) -> dict:

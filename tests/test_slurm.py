@@ -5,6 +5,7 @@ runs only; tests/slurm/FINDINGS.md has the details."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SNAKEFILE, make_config, write_config
+from conftest import interruptible, REPO, SNAKEFILE, make_config, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -254,7 +255,7 @@ def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster
     logfile = tmp_path / "run.snakemake.log"
     logfile.write_text(f"Building DAG of jobs...\nSLURM run ID: {rid}\n")
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(logfile), rid, where], env=slurm_cluster.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         assert proc.stdout.readline().strip() == ("in emit" if where == "swallow" else "waiting")
         proc.send_signal(signal.SIGINT)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEFILE, make_config, planned_rules, write_config
+from conftest import interruptible, REPO, SNAKEFILE, make_config, planned_rules, write_config
 from talltales.faults import ENV
 from test_slurm import accounted, sacct, tres
 
@@ -242,7 +243,7 @@ def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluste
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
                              "--profile", str(profile), "--verbose", "--allowed-rules", "deception_rl", "-f", target],
                             cwd=workdir, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=interruptible)
     lines: queue.Queue = queue.Queue()  # Snakemake's output, read as it comes
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
     seen: list[str] = []
