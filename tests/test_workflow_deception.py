@@ -213,7 +213,8 @@ def test_adding_a_training_seed_plans_only_that_seeds_jobs(run):
             ("deception_warmup", 1), ("deception_sft", levels), ("deception_rl", levels),
             ("deception_eval", 1 + 2 * levels), ("deception_table", 1), ("deception_technique_table", 2),
             ("deception_reaffirm_table", 1), ("plot_scaling_technique", 2), ("plot_truth_vs_evaluated", 1),
-            ("plot_reaffirmation", 1)}
+            ("plot_reaffirmation", 1), ("deception_judge_validity", 1), ("plot_judge_validity", 1),
+            ("plot_rl_curves", 1)}
         out = snakemake(wd, "-n").stdout
         seeds = re.findall(r"wildcards: .*seed=(\d+)", out)
         assert seeds and set(seeds) == {"63"}
