@@ -224,6 +224,22 @@ class HeldOutReward(TrainerCallback):
         self.promote()
 
 
+def finish_partial(partial: Path, policy_path: str, lora: bool, dtype, step: int, last_reward) -> None:
+    """Close a finished RL run's folder (either engine, main process): LoRA adapters in ``best/`` and ``last/``
+    merged into their base, ``last/`` copied as ``best/`` when no evaluation chose one (steps < eval_every; its
+    reward ``last_reward``), checkpoints, the fingerprint and trl's model card removed."""
+    if lora:
+        for d in ("best", "last"):
+            merge_adapter(policy_path, partial / d, dtype)
+    if not (partial / "best").exists():
+        shutil.copytree(partial / "last", partial / "best")
+        runs.write_json(partial / "best" / "best.json", {"step": step, "reward": last_reward})
+    for _, p, _ in runs.checkpoints(partial):
+        shutil.rmtree(p)
+    (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
+    (partial / runs.FINGERPRINT_FILE).unlink(missing_ok=True)
+
+
 def merge_adapter(policy_path: str, folder: Path, dtype) -> None:
     """Turn a saved LoRA adapter folder into a full model folder (merged into the base at ``policy_path``)."""
     if not (folder / "adapter_config.json").exists():
@@ -387,17 +403,8 @@ def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: R
 
     facts = None
     if main:
-        if cfg.lora:
-            for d in ("best", "last"):
-                merge_adapter(policy_path, partial / d, rt["load_dtype"])
-        if not (partial / "best").exists():  # steps < eval_every: the last policy is the only candidate
-            shutil.copytree(partial / "last", partial / "best")
-            runs.write_json(partial / "best" / "best.json", {"step": trainer.state.global_step,
-                                                          "reward": held_out.best["reward"]})
-        for _, p, _ in runs.checkpoints(partial):
-            shutil.rmtree(p)
-        (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
-        (partial / runs.FINGERPRINT_FILE).unlink(missing_ok=True)
+        finish_partial(partial, policy_path, cfg.lora, rt["load_dtype"], trainer.state.global_step,
+                       held_out.best["reward"])
         facts = {"t0": t0, "rt": rt, "steps": trainer.state.global_step,
                  "resumed_from_step": resumed_step if resume else None,
                  "distributed_type": str(trainer.accelerator.distributed_type.value),

@@ -250,7 +250,7 @@ def train(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg, out
     from transformers import AutoModelForCausalLM, get_scheduler
 
     from talltales.deception import formats, runs
-    from talltales.deception.rl import log_heldout, merge_adapter, promote_best, recover_best
+    from talltales.deception.rl import finish_partial, log_heldout, promote_best, recover_best
     from talltales.deception.settings import peft_config, runtime
     from talltales.io import write_json
     from talltales.runtime import load_tokenizer
@@ -391,15 +391,7 @@ def train(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg, out
                 best, pending = pending, None
     bar.close()
     save_policy(partial / "last")
-    if cfg.lora:
-        for d in ("best", "last"):
-            merge_adapter(policy_path, partial / d, rt["load_dtype"])
-    if not (partial / "best").exists():  # steps < eval_every: the last policy is the only candidate
-        shutil.copytree(partial / "last", partial / "best")
-        last_r = [r for r in runs.read_metrics(partial / runs.METRICS_FILE) if "heldout_reward" in r][-1]
-        write_json(partial / "best" / "best.json", {"step": step, "reward": last_r["heldout_reward"]})
-    for _, p, _ in runs.checkpoints(partial):
-        shutil.rmtree(p)
-    (partial / runs.FINGERPRINT_FILE).unlink(missing_ok=True)
+    last_r = [r for r in runs.read_metrics(partial / runs.METRICS_FILE) if "heldout_reward" in r][-1]
+    finish_partial(partial, policy_path, cfg.lora, rt["load_dtype"], step, last_r["heldout_reward"])
     return {"t0": t0, "rt": rt, "steps": step, "resumed_from_step": resumed_step,
             "world_size": 1, "distributed_type": "NO"}
