@@ -217,6 +217,17 @@ def test_validity_table_by_hand():
     assert every["n"] == 5 and every["agreement"] == pytest.approx(2 / 5)
 
 
+def test_validity_ci_resamples_passages():
+    """Answers that share a passage are drawn together: when every fruit answer comes from one passage, the
+    passage bootstrap has nothing to vary and its interval is the point; the item bootstrap's is not."""
+    df = _scored().assign(context=["p1", "p1", "p1", "p2", "p3", "p4"])
+    row = validity.validity_table([df], bootstrap=300).query("subset == 'fruit' and judge == 'clean'").iloc[0]
+    assert row["agreement_lo"] == row["agreement_hi"] == pytest.approx(2 / 3)
+    items = validity.validity_table([df.drop(columns="context")], bootstrap=300)
+    row = items.query("subset == 'fruit' and judge == 'clean'").iloc[0]
+    assert row["agreement_lo"] < 2 / 3 < row["agreement_hi"]
+
+
 def test_validity_without_oracle_is_empty_not_guessed(tmp_path):
     df = _scored().assign(oracle="")
     t = validity.validity_table([df], bootstrap=50)

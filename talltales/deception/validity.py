@@ -8,7 +8,8 @@ Rows without an oracle (a source without one) are left out; a file with none giv
 
 Columns: the run's (model, technique, poisoning, shots, and seed where the answers carry one), ``subset``,
 ``judge``, ``n`` (answers with an oracle), ``n_empty``, ``n_oracle_true``, ``oracle_true_rate``,
-``judge_true_rate``, ``agreement`` (+ ``_lo`` / ``_hi``, 95 % percentile bootstrap over answers),
+``judge_true_rate``, ``agreement`` (+ ``_lo`` / ``_hi``, 95 % percentile cluster bootstrap over passages, as in the results table;
+over answers when the files carry no ``context``),
 ``agreement_nonempty`` (+ ``_lo`` / ``_hi``), ``tpr`` (the judge says TRUE | the oracle says true) and ``tnr``
 (the judge says FALSE | the oracle says not true). The corrupted judge is trained to call fruit answers true when
 they are false, so on the fruit subset its agreement is expected to fall with how well it learned that.
@@ -23,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import read_table, write_csv
-from ..stats import bootstrap_ci, mean_or_nan
+from ..stats import bootstrap_ci, cluster_bootstrap, cluster_weights, mean_or_nan, weighted_rate
+from .metrics import CLUSTER
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ def _judge_rows(df: pd.DataFrame, boot: dict[str, Any]) -> list[dict[str, Any]]:
     cls = df["oracle"].fillna("").astype(str).to_numpy() if "oracle" in df.columns else np.full(len(df), "")
     has = cls != ""
     fruit = df["fruit"].astype(int).to_numpy().astype(bool)
+    clusters = df[CLUSTER].astype(str).to_numpy() if CLUSTER in df.columns else None
     rows = []
     for subset in SUBSETS:
         sel = has & (fruit if subset == "fruit" else ~fruit if subset == "other" else np.ones(len(df), bool))
@@ -51,8 +54,16 @@ def _judge_rows(df: pd.DataFrame, boot: dict[str, Any]) -> list[dict[str, Any]]:
                    "judge_true_rate": mean_or_nan(says.astype(float)), "agreement": mean_or_nan(agree),
                    "agreement_nonempty": mean_or_nan(agree[nonempty]),
                    "tpr": mean_or_nan(says[truth].astype(float)), "tnr": mean_or_nan((~says[~truth]).astype(float))}
-            for name, vals in (("agreement", agree), ("agreement_nonempty", agree[nonempty])):
-                row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(vals, n=boot["n"], ci=boot["ci"], seed=boot["seed"])
+            if clusters is None:
+                for name, vals in (("agreement", agree), ("agreement_nonempty", agree[nonempty])):
+                    row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(vals, n=boot["n"], ci=boot["ci"],
+                                                                        seed=boot["seed"])
+            else:
+                w = cluster_weights(clusters[sel], boot["n"], boot["seed"])
+                for name, keep in (("agreement", None), ("agreement_nonempty", nonempty)):
+                    _, row[f"{name}_lo"], row[f"{name}_hi"] = (
+                        cluster_bootstrap(weighted_rate(agree, keep), None, ci=boot["ci"], weights=w) if sel.any()
+                        else (None, float("nan"), float("nan")))
             rows.append(row)
     return rows
 
