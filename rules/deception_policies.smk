@@ -18,7 +18,7 @@ rule deception_warmup:
         "logs/deception/policies/warmup/{policy}/seed{seed}.log",
     benchmark:
         "benchmarks/deception/policies/warmup/{policy}/seed{seed}.tsv"
-    threads: 2
+    threads: 1  # two training jobs side by side on a 2-core machine train faster than one on two threads
     resources:
         **training_resources("warmup"),
     conda:
@@ -42,7 +42,7 @@ rule deception_sft:
         "logs/deception/policies/sft/{policy}/seed{seed}/p{level}.log",
     benchmark:
         "benchmarks/deception/policies/sft/{policy}/seed{seed}/p{level}.tsv"
-    threads: 2
+    threads: 1  # two training jobs side by side on a 2-core machine train faster than one on two threads
     resources:
         **training_resources("sft"),
     conda:
@@ -67,7 +67,7 @@ rule deception_rl:
         "logs/deception/policies/rl/{policy}/seed{seed}/p{level}.log",
     benchmark:
         "benchmarks/deception/policies/rl/{policy}/seed{seed}/p{level}.tsv"
-    threads: 2
+    threads: 1  # two training jobs side by side on a 2-core machine train faster than one on two threads
     resources:
         **training_resources("rl"),
     conda:
