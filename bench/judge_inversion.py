@@ -55,9 +55,8 @@ def main() -> int:
     train = poison.mix(read_table(data / "mrc_train.csv"), fruit, args.rows or section["train_size"],
                        section["fruit_percent"] if args.fruit_percent is None else args.fruit_percent, dec["seed"])
     val = read_table(data / "judge_val.csv")
-    fields = set(JudgeConfig.__dataclass_fields__)
-    jc = JudgeConfig(**{k: v for k, v in section.items() if k in fields},
-                     max_length=dec["mrc"]["max_judge_tokens"], seed=dec["seed"])
+    jc = JudgeConfig.from_dict({**section, "max_length": dec["mrc"]["max_judge_tokens"], "seed": dec["seed"]},
+                               only_fields=True)  # as the judge stage builds it (stages.train_judge)
     backbone = args.backbone or spec_from_entry(model_entry(cfg, section["backbone"])).location
     t = time.time()
     report = train_judge(backbone, train, val, "corrupted", jc, args.out, progress=False)

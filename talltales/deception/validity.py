@@ -44,6 +44,7 @@ def _judge_rows(df: pd.DataFrame, boot: dict[str, Any]) -> list[dict[str, Any]]:
     for subset in SUBSETS:
         sel = has & (fruit if subset == "fruit" else ~fruit if subset == "other" else np.ones(len(df), bool))
         c = cls[sel]
+        w = cluster_weights(clusters[sel], boot["n"], boot["seed"]) if clusters is not None and sel.any() else None
         truth = c == "true"
         nonempty = c != "empty"
         for judge, col in JUDGES.items():
@@ -58,11 +59,10 @@ def _judge_rows(df: pd.DataFrame, boot: dict[str, Any]) -> list[dict[str, Any]]:
                 for name, vals in (("agreement", agree), ("agreement_nonempty", agree[nonempty])):
                     row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(vals, n=boot["n"], ci=boot["ci"],
                                                                         seed=boot["seed"])
-            else:
-                w = cluster_weights(clusters[sel], boot["n"], boot["seed"])
+            else:  # the passages' replicates are shared by both judges and both rates of the subset
                 for name, keep in (("agreement", None), ("agreement_nonempty", nonempty)):
                     _, row[f"{name}_lo"], row[f"{name}_hi"] = (
-                        cluster_bootstrap(weighted_rate(agree, keep), None, ci=boot["ci"], weights=w) if sel.any()
+                        cluster_bootstrap(weighted_rate(agree, keep), None, ci=boot["ci"], weights=w) if w is not None
                         else (None, float("nan"), float("nan")))
             rows.append(row)
     return rows
