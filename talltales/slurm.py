@@ -88,29 +88,33 @@ def _in_log_emit(frame) -> bool:
 
 def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
     """From now on a SIGINT first cancels the jobs of the Slurm run logged in ``logfiles``, then goes to the
-    handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit`` is
-    sent again shortly instead, until it lands outside (cancelling nothing more). The run ID, or None (not a
-    Slurm run, or not the main thread, the only one that can set a signal handler: nothing installed)."""
+    handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit`` does
+    nothing there (logging from there could deadlock) and is sent again shortly, until it lands outside. The run
+    ID, or None (not a Slurm run, or not the main thread, the only one that can set a signal handler: nothing
+    installed)."""
     rid = _slurm_run(logfiles)
     if rid is None:
         return None
     logger = logger or log
     previous = signal.getsignal(signal.SIGINT)
-    busy = redelivered = False
+    busy = False
 
     def on_sigint(signum, frame):
-        nonlocal busy, redelivered
-        if not (busy or redelivered):  # neither a second interrupt during the scancel nor our own redelivery
+        nonlocal busy
+        if _in_log_emit(frame):
+            # Not here: Snakemake's console handler holds a non-reentrant lock while it writes, so logging from
+            # inside it would wait for itself forever (and it would discard the KeyboardInterrupt). Sent again
+            # shortly, until the signal lands outside a handler.
+            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        if not busy:  # not a second interrupt during the scancel
             busy = True
             try:
                 logger.info(f"Interrupted: cancelling the jobs of Slurm run {rid}.")
                 _scancel(rid, logger)
             finally:
                 busy = False
-        redelivered = _in_log_emit(frame)
-        if redelivered:
-            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
-        elif callable(previous):
+        if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.signal(signal.SIGINT, signal.SIG_DFL)

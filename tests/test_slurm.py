@@ -63,6 +63,15 @@ def tres(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
 
 
+def assert_sees_its_two_gpus(text: str) -> dict[str, str]:
+    """``text`` holds ``CVD=$CUDA_VISIBLE_DEVICES JG=$SLURM_JOB_GPUS ...`` (in a job step ``$SLURM_STEP_GPUS``): the
+    job sees two GPUs, and they are the ones Slurm allocated to it (not always 0,1: the lowest free ones when it
+    started). The fields, by name."""
+    fields = dict(item.split("=", 1) for item in text.split())
+    assert len(set(fields["CVD"].split(","))) == 2 and fields["CVD"] == fields["JG"], text
+    return fields
+
+
 def sbatch(cluster, workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return cluster.run("sbatch", "--parsable", "-D", str(workdir), "-o", str(workdir / "%j.out"), *args, check=check)
 
@@ -92,9 +101,9 @@ def test_batch_and_srun_jobs_run_and_are_accounted(slurm_cluster, tmp_path):
 @pytest.mark.parametrize("request_flag", ["--gres=gpu:2", "--gpus=2"])
 def test_gpu_job_sees_its_gpus(slurm_cluster, tmp_path, request_flag):
     jobid = sbatch(slurm_cluster, tmp_path, "-p", "gpu", request_flag,
-                   "--wrap", "echo CVD=$CUDA_VISIBLE_DEVICES").stdout.strip().split(";")[0]
+                   "--wrap", "echo CVD=$CUDA_VISIBLE_DEVICES JG=$SLURM_JOB_GPUS").stdout.strip().split(";")[0]
     wait_done(slurm_cluster, jobid)
-    assert (tmp_path / f"{jobid}.out").read_text().strip() == "CVD=0,1"
+    assert_sees_its_two_gpus((tmp_path / f"{jobid}.out").read_text())
     row = accounted(slurm_cluster, jobid)[jobid]
     assert tres(row["ReqTRES"])["gres/gpu"] == "2" and tres(row["AllocTRES"])["gres/gpu"] == "2"
     assert row["Partition"] == "gpu"
@@ -112,7 +121,8 @@ def test_more_gpus_than_the_node_has_is_rejected(slurm_cluster, tmp_path):
 # Rules shaped like rules/deception_policies.smk (resource `gpu`, `cpus_per_gpu`, `mem_mb`, `runtime` from functions of the
 # attempt; `tasks_per_gpu: 0` and the partition as the profile sets them), running only `echo`.
 PROBE_SNAKEFILE = textwrap.dedent('''
-    PROBE = 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}} NTASKS=${{SLURM_NTASKS:-}} STEP=${{SLURM_STEP_ID:-}}" > {output}'
+    PROBE = ('echo "CVD=${{CUDA_VISIBLE_DEVICES:-}} JG=${{SLURM_STEP_GPUS:-${{SLURM_JOB_GPUS:-}}}} '
+             'NTASKS=${{SLURM_NTASKS:-}} STEP=${{SLURM_STEP_ID:-}}" > {output}')
 
     rule all:
         input: "gpu_stage.txt", "cpu_stage.txt"
@@ -148,7 +158,7 @@ PROFILE_PROBE_SNAKEFILE = textwrap.dedent('''
             cpus_per_gpu=lambda wc, attempt: 2,
             mem_mb=lambda wc, attempt: 500 * attempt,
             runtime=lambda wc, attempt: 5 * attempt,
-        shell: 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}}" > {output}'
+        shell: 'echo "CVD=${{CUDA_VISIBLE_DEVICES:-}} JG=${{SLURM_STEP_GPUS:-${{SLURM_JOB_GPUS:-}}}}" > {output}'
 ''')
 
 
@@ -170,8 +180,9 @@ def test_plugin_requests_gpus_cpus_per_gpu_mem_runtime_partition(slurm_cluster, 
                               "slurm_partition=cpu", f"slurm_account={slurm_cluster.account}")
     assert set(jobs) == {"gpu_stage", "cpu_stage"}, jobs
     # One task that sees both GPUs: the jobstep runs the rule under `srun -n1 --gpus=2`, no task per GPU.
-    assert (tmp_path / "gpu_stage.txt").read_text().split() == ["CVD=0,1", "NTASKS=1", "STEP=0"]
-    assert (tmp_path / "cpu_stage.txt").read_text().split() == ["CVD=", "NTASKS=1", "STEP=0"]
+    gpu_fields = assert_sees_its_two_gpus((tmp_path / "gpu_stage.txt").read_text())
+    assert (gpu_fields["NTASKS"], gpu_fields["STEP"]) == ("1", "0")
+    assert (tmp_path / "cpu_stage.txt").read_text().split() == ["CVD=", "JG=", "NTASKS=1", "STEP=0"]
     rows = accounted(slurm_cluster, *jobs.values())
     gpu, cpu = rows[jobs["gpu_stage"]], rows[jobs["cpu_stage"]]
     assert gpu["Comment"] == "rule_gpu_stage" and gpu["Partition"] == "gpu" and gpu["Timelimit"] == "00:05:00"
@@ -187,7 +198,7 @@ def test_plugin_requests_gpus_cpus_per_gpu_mem_runtime_partition(slurm_cluster, 
 def test_repo_profile_gives_gpu_stages_cpus_per_gpu(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(PROFILE_PROBE_SNAKEFILE)
     jobs = snakemake_on_slurm(slurm_cluster, tmp_path, "--profile", str(REPO / "profiles" / "slurm"))
-    assert (tmp_path / "warmup.txt").read_text().strip() == "CVD=0,1"
+    assert_sees_its_two_gpus((tmp_path / "warmup.txt").read_text())
     row = accounted(slurm_cluster, jobs["deception_warmup"])[jobs["deception_warmup"]]
     assert row["Partition"] == "gpu" and tres(row["ReqTRES"])["gres/gpu"] == "2"
     assert tres(row["AllocTRES"])["cpu"] == "4"  # 2 GPUs x cpus_per_gpu 2
@@ -214,25 +225,29 @@ def test_repo_profile_parses_in_a_dry_run(slurm_cluster, tmp_path):
 # ---------------------------------------------------------------- cancel on interrupt (talltales/slurm.py)
 
 # A process that, like the workflow's onstart handler, reads the run ID from a Snakemake log and installs the
-# interrupt hook, then waits; with "swallow", the interrupt comes while a log handler that discards
-# KeyboardInterrupt (as Snakemake's console handler does) writes a line.
+# interrupt hook (logging through a handler like Snakemake's console handler: it writes under a non-reentrant lock
+# and discards KeyboardInterrupt), then waits; with "swallow", the interrupt comes while that handler writes a line.
 INTERRUPTED = textwrap.dedent('''
-    import logging, sys, time
+    import logging, sys, threading, time
     import talltales.slurm
 
-    class Swallowing(logging.Handler):
-        def emit(self, record):
-            print("in emit", flush=True)
-            try:
-                for _ in range(40):  # a slow write of a line
-                    time.sleep(0.05)
-            except KeyboardInterrupt:
-                pass
+    class LikeSnakemakes(logging.Handler):
+        lock_ = threading.Lock()
 
-    assert talltales.slurm.cancel_on_interrupt(sys.argv[1]) == sys.argv[2]
+        def emit(self, record):
+            with self.lock_:
+                print("in emit:", record.getMessage(), flush=True)
+                try:
+                    for _ in range(40):  # a slow write of a line
+                        time.sleep(0.05)
+                except KeyboardInterrupt:
+                    pass
+
+    logger = logging.getLogger("probe")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(LikeSnakemakes())
+    assert talltales.slurm.cancel_on_interrupt(sys.argv[1], logger) == sys.argv[2]
     if sys.argv[3] == "swallow":
-        logger = logging.getLogger("probe")
-        logger.addHandler(Swallowing())
         logger.warning("x")  # the interrupt lands in here
         print("emit returned", flush=True)
     else:
@@ -245,7 +260,7 @@ INTERRUPTED = textwrap.dedent('''
 def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster, tmp_path, where):
     """SIGINT to a process with the hook: the job named after the logged run ID (2 nodes: it stays pending on the
     1-node cluster) is cancelled, another job is not, and the process still ends with KeyboardInterrupt, also
-    when the interrupt landed in a log handler that discards it."""
+    when the interrupt landed in a log handler that discards it and holds a lock the hook's own logging needs."""
     import signal
     import uuid
 
@@ -257,15 +272,16 @@ def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(logfile), rid, where], env=slurm_cluster.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
-        assert proc.stdout.readline().strip() == ("in emit" if where == "swallow" else "waiting")
+        assert proc.stdout.readline().strip() == ("in emit: x" if where == "swallow" else "waiting")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=60)
         other = slurm_cluster.run("squeue", "-h", "-o", "%T", "-j", pending[1]).stdout.strip()
     finally:
         proc.kill()
         slurm_cluster.run("scancel", pending[1])
     assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), (out, err)
     assert ("emit returned" in out) == (where == "swallow"), out
+    assert f"in emit: Cancelled any job of Slurm run {rid} still queued or running." in out, out
     assert other == "PENDING"  # another run's job
     row = accounted(slurm_cluster, pending[0])[pending[0]]
     assert row["State"].startswith("CANCELLED") and row["JobName"] == rid, row
