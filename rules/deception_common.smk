@@ -120,6 +120,14 @@ def training_seed(wildcards):
     return int(wildcards.seed)
 
 
+def policy_settings(stage):
+    """`params: train` of training stage STAGE for the job's policy: deception.STAGE with
+    deception.policy_settings.POLICY.STAGE over it."""
+    from talltales.deception.checks import stage_settings
+
+    return lambda wildcards: stage_settings(DEC, stage, wildcards.policy)
+
+
 # ------------------------------------------------------------------ rules/deception_eval.smk
 def eval_checkpoint(wildcards):
     """What a seeded evaluation job loads: the warmed-up start point (Warmup rows, run 'untuned') or an SFT/RL

@@ -11,7 +11,7 @@ rule deception_warmup:
         directory(policy_dir("warmup")),
     params:
         model=entry_of("policy"),
-        train=DEC["warmup"],
+        train=policy_settings("warmup"),
         seed=training_seed,
         launch=LAUNCH,
     log:
@@ -35,7 +35,7 @@ rule deception_sft:
         directory(policy_dir("sft")),
     params:
         model=entry_of("policy"),
-        train=DEC["sft"],
+        train=policy_settings("sft"),
         seed=training_seed,
         launch=LAUNCH,
     log:
@@ -60,7 +60,7 @@ rule deception_rl:
     output:
         directory(policy_dir("rl")),
     params:
-        train=DEC["rl"],
+        train=policy_settings("rl"),
         seed=training_seed,
         launch=LAUNCH,
     log:

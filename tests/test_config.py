@@ -6,6 +6,7 @@ Configs are the repo's config.yaml, loaded with yaml and modified in a deep copy
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,32 @@ def test_the_talltales_rl_engine_on_several_gpus_is_one_clear_error(tmp_path):
         cfg = make_config(tmp_path, studies=("deception",), deception={"resources": {"rl": resources},
                                                                        "rl": {"engine": "trl"}})
         check(validate(cfg))
+
+
+def test_policy_settings_go_over_the_stage_section_for_that_policy_only(cfg):
+    """deception.policy_settings.POLICY.STAGE: that policy's training stage gets those keys over deception.STAGE;
+    the other policy keeps the section as it is."""
+    from talltales.deception.checks import stage_settings
+
+    first, second = cfg["deception"]["policies"][:2]
+    cfg["deception"]["policy_settings"] = {first: {"rl": {"lr": 5.0e-5, "steps": 9}, "sft": {"epochs": 1}}}
+    dec = validate(cfg)["deception"]
+    assert stage_settings(dec, "rl", first) == {**dec["rl"], "lr": 5.0e-5, "steps": 9}
+    assert stage_settings(dec, "sft", first)["epochs"] == 1
+    assert stage_settings(dec, "rl", second) == dec["rl"] and stage_settings(dec, "warmup", first) == dec["warmup"]
+    assert dec["rl"]["lr"] != 5.0e-5  # the section itself is unchanged
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"no-such-policy": {"rl": {"lr": 1e-5}}}, r"policy_settings\.no-such-policy: .* not one of deception\.policies"),
+    ({"{first}": {"rl": {"learning_rate": 1e-5}}}, r"policy_settings\.{first}\.rl\.learning_rate: not a key of "
+                                                   r"deception\.rl \(known: .*\blr\b"),
+    ({"{first}": {"rl": {"prompts": 10}}}, r"policy_settings\.{first}\.rl\.prompts: a data size"),
+    ({"{first}": {"sft": {"size": 10}}}, r"policy_settings\.{first}\.sft\.size: a data size"),
+    ({"{first}": {"rl": {"steps": 0}}}, r"policy_settings\.{first}\.rl\.steps: 0 is less than the minimum of 1"),
+    ({"{first}": {"judge": {"epochs": 2}}}, r"policy_settings\.{first}: Additional properties"),
+])
+def test_policy_settings_errors_name_the_key(cfg, override, message):
+    first = cfg["deception"]["policies"][0]
+    cfg["deception"]["policy_settings"] = {k.replace("{first}", first): v for k, v in override.items()}
+    assert re.search(message.replace("{first}", re.escape(first)), error(cfg)), error(cfg)

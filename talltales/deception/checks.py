@@ -4,11 +4,49 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError, model_ref
+from ..config import SCHEMA_PATH, ConfigError, model_ref
+
+# the stages deception.policy_settings may set per policy, and their keys it may not (data shared by all policies)
+POLICY_STAGES = ("warmup", "sft", "rl")
+SHARED_KEYS = {"warmup": {"size"}, "sft": {"size"}, "rl": {"prompts", "eval_prompts"}}
+
+
+def stage_settings(dec: dict[str, Any], stage: str, policy: str) -> dict[str, Any]:
+    """The settings of ``stage`` (warmup / sft / rl) for ``policy``: the section ``deception.STAGE`` with
+    ``deception.policy_settings.POLICY.STAGE`` over it."""
+    return {**dec[stage], **((dec.get("policy_settings") or {}).get(policy) or {}).get(stage, {})}
+
+
+def _check_policy_settings(dec: dict[str, Any]) -> None:
+    import jsonschema
+    import yaml
+
+    overrides = dec.get("policy_settings") or {}
+    if not overrides:
+        return
+    sections = yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["deception"]["properties"]
+    for policy, stages in overrides.items():
+        key = f"deception.policy_settings.{policy}"
+        if policy not in dec["policies"]:
+            raise ConfigError(f"config key {key}: {policy!r} is not one of deception.policies ({dec['policies']})")
+        for stage, values in stages.items():
+            props = sections[stage]["properties"]
+            for name in values:
+                if name in SHARED_KEYS[stage]:
+                    raise ConfigError(f"config key {key}.{stage}.{name}: a data size, shared by all policies; set "
+                                      f"it in deception.{stage}")
+                if name not in props:
+                    raise ConfigError(f"config key {key}.{stage}.{name}: not a key of deception.{stage} (known: "
+                                      f"{', '.join(sorted(set(props) - SHARED_KEYS[stage]))})")
+            sub = {"type": "object", "properties": {k: props[k] for k in values}}
+            for error in jsonschema.Draft202012Validator(sub).iter_errors(values):
+                where = ".".join(str(p) for p in error.absolute_path)
+                raise ConfigError(f"config key {key}.{stage}.{where}: {error.message}")
 
 
 def check(config: dict[str, Any]) -> None:
     dec = config["deception"]
+    _check_policy_settings(dec)
     backbone = dec["judge"]["backbone"]
     model_ref(config, "deception.judge.backbone", backbone)
     if config["models"][backbone]["backend"] != "hf":
