@@ -12,7 +12,7 @@ import importlib
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -37,9 +37,29 @@ def _validator():
             for key, sub in properties.items():
                 if "default" in sub and key not in instance:
                     instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))
+                elif key in instance:
+                    instance[key] = _number_from_text(instance[key], sub)
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
     return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _number_from_text(value: Any, sub: dict[str, Any]) -> Any:
+    """A number written so that YAML reads it as text (``1e-4``: YAML 1.1 wants ``1.0e-4``) as the number, where
+    the key takes a number and no text; anything else as it is (the schema then says what was expected)."""
+    types = sub.get("type")
+    types = [types] if isinstance(types, str) else types or []
+    if not isinstance(value, str) or "string" in types or not _NUMBER.fullmatch(value.strip()):
+        return value
+    number = float(value)
+    if "number" in types:
+        return int(number) if number.is_integer() and "e" not in value.lower() and "." not in value else number
+    if "integer" in types and number.is_integer():
+        return int(number)
+    return value
 
 
 def _ref_defaults(schema: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +84,14 @@ def _ref_defaults(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def key_path(parts: Iterable[Any]) -> str:
+    """A config key as messages write it: ``deception.poisoning[1]``, ``(top level)`` for none."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
 def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Fill defaults and validate against the schema (raises ConfigError naming the key)."""
     schema = _ref_defaults(yaml.safe_load(SCHEMA_PATH.read_text()))
@@ -72,8 +100,11 @@ def validate(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
-        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: config key {key}: {e.message}")
+        where = f"{source}: " if source != "config" else ""
+        raise ConfigError(f"{where}config key {key_path(e.absolute_path)}: {e.message}")
+    for study in STUDY_CHECKS:  # `STUDY: null` (e.g. in a --configfile over config.yaml) leaves the study out
+        if study in config and config[study] is None:
+            del config[study]
     for name, entry in config["models"].items():
         if isinstance(entry.get("params"), str):
             entry["params"] = parse_params(entry["params"], f"models.{name}.params")
@@ -104,10 +135,25 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate(config, source=str(path))
 
 
+def existing_path(key: str, value: str, what: str = "file") -> None:
+    """A file (or folder) named in config must exist; relative paths are read from the working directory."""
+    path = Path(value)
+    if not (path.is_dir() if what == "folder" else path.is_file()):
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ConfigError(f"config key {key}: no {what} {value!r}{where}")
+
+
 def model_ref(config: dict, key: str, name: str) -> None:
+    """``key`` names model ``name``: it must be in the registry, and a local folder it names (``path``) must exist
+    (an entry no stage uses is not checked)."""
     if name not in config["models"]:
         known = ", ".join(sorted(config["models"]))
         raise ConfigError(f"config key {key}: unknown model {name!r}; the registry (models:) has: {known}")
+    if config["models"][name].get("path"):
+        try:
+            existing_path(f"models.{name}.path", config["models"][name]["path"], "folder")
+        except ConfigError as e:
+            raise ConfigError(f"{e} (the model of {key})") from None
 
 
 def check(config: dict[str, Any]) -> None:

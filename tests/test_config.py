@@ -332,3 +332,70 @@ def test_policy_settings_errors_name_the_key(cfg, override, message):
     first = cfg["deception"]["policies"][0]
     cfg["deception"]["policy_settings"] = {k.replace("{first}", first): v for k, v in override.items()}
     assert re.search(message.replace("{first}", re.escape(first)), error(cfg)), error(cfg)
+
+
+def test_a_number_yaml_reads_as_text_is_taken_as_the_number(cfg):
+    """PyYAML (YAML 1.1) reads 1e-4 and 1e3 as strings: a key that takes a number gets the number; text that is no
+    number is still an error naming the key."""
+    text = yaml.safe_load("rl: {lr: 1e-4, steps: 1e1}\nsft: {lr: 2E-5}")
+    assert text["rl"]["lr"] == "1e-4"  # what YAML makes of it
+    cfg["deception"]["rl"].update(text["rl"])
+    cfg["deception"]["sft"].update(text["sft"])
+    dec = validate(cfg)["deception"]
+    assert dec["rl"]["lr"] == 1e-4 and dec["rl"]["steps"] == 10 and isinstance(dec["rl"]["steps"], int)
+    assert dec["sft"]["lr"] == 2e-5
+    cfg["deception"]["rl"]["lr"] = "1e-4x"
+    assert "config key deception.rl.lr: '1e-4x' is not of type 'number'" in error(cfg)
+
+
+@pytest.mark.parametrize("section, key", [("rl", "lr"), ("sft", "lr"), ("warmup", "lr"), ("judge", "lr"),
+                                          ("rl", "steps"), ("sft", "size"), ("judge", "epochs")])
+def test_learning_rates_sizes_and_steps_must_be_positive(cfg, section, key):
+    cfg["deception"][section][key] = 0
+    assert re.search(rf"^config key deception\.{section}\.{key}: 0 is less than (or equal to )?the minimum of",
+                     error(cfg)), error(cfg)
+
+
+def test_messages_name_the_key_once_in_one_style(cfg, tmp_path):
+    """No "config: config key" doubling; list items as key[i], the style of the cross-reference checks."""
+    cfg["deception"]["poisoning"] = [0, "x"]
+    assert error(cfg).startswith("config key deception.poisoning[1]: 'x' is not of type")
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(f))}: config key deception\.poisoning\[1\]: "):
+        load_config(f)
+
+
+@pytest.mark.parametrize("study, other", [("deception", "mwe"), ("mwe", "deception")])
+def test_a_study_set_to_null_is_left_out(cfg, study, other):
+    """`STUDY: null` in a --configfile over config.yaml: that study is left out, the other keeps its defaults."""
+    cfg[study] = None
+    out = validate(cfg)
+    assert study not in out and out[other]
+
+
+def test_files_named_in_config_must_exist(cfg, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg["mwe"]["datasets"] = {"mine": "lists/mine.jsonl"}
+    msg = error(copy.deepcopy(cfg))
+    assert msg.startswith("config key mwe.datasets.mine: no file 'lists/mine.jsonl' (relative to the working "
+                          f"directory {tmp_path})"), msg
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "mine.jsonl").write_text("{}\n")
+    validate(copy.deepcopy(cfg))
+    cfg["deception"]["fruit"].update(source="file", file=str(tmp_path / "fruit.csv"))
+    assert error(copy.deepcopy(cfg)).startswith(f"config key deception.fruit.file: no file '{tmp_path / 'fruit.csv'}'")
+    cfg["deception"]["fruit"].update(source="synthetic", file=None)
+    cfg["models"]["local"] = {"backend": "hf", "path": "no/such/folder", "kind": "base"}
+    validate(copy.deepcopy(cfg))  # an entry no stage uses is not checked
+    cfg["mwe"]["eval_models"].append("local")
+    msg = error(cfg)
+    assert msg.startswith("config key models.local.path: no folder 'no/such/folder'") and "mwe.eval_models[" in msg
+
+
+def test_an_encoder_cannot_be_an_evaluated_or_generating_model(cfg):
+    cfg["mwe"]["eval_models"].append("minilm-l6")
+    assert re.search(r"^config key mwe\.eval_models\[\d+\]: 'minilm-l6' is an encoder", error(copy.deepcopy(cfg)))
+    cfg["mwe"]["eval_models"].pop()
+    cfg["mwe"]["label_check"]["checker"] = "minilm-l6"
+    assert error(cfg).startswith("config key mwe.label_check.checker: 'minilm-l6' is an encoder")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import SCHEMA_PATH, ConfigError, model_ref
+from ..config import SCHEMA_PATH, ConfigError, existing_path, key_path, model_ref
 
 # the stages deception.policy_settings may set per policy, and their keys it may not (data shared by all policies)
 POLICY_STAGES = ("warmup", "sft", "rl")
@@ -40,8 +40,8 @@ def _check_policy_settings(dec: dict[str, Any]) -> None:
                                       f"{', '.join(sorted(set(props) - SHARED_KEYS[stage]))})")
             sub = {"type": "object", "properties": {k: props[k] for k in values}}
             for error in jsonschema.Draft202012Validator(sub).iter_errors(values):
-                where = ".".join(str(p) for p in error.absolute_path)
-                raise ConfigError(f"config key {key}.{stage}.{where}: {error.message}")
+                raise ConfigError(f"config key {key_path([*key.split('.'), stage, *error.absolute_path])}: "
+                                  f"{error.message}")
 
 
 def check(config: dict[str, Any]) -> None:
@@ -77,6 +77,11 @@ def check(config: dict[str, Any]) -> None:
         model_ref(config, "deception.fruit.generator", dec["fruit"]["generator"])
     if dec["mrc"]["source"] == "file" and not (dec["mrc"]["train_file"] and dec["mrc"]["val_file"]):
         raise ConfigError("config keys deception.mrc.train_file and val_file: required when deception.mrc.source is 'file'")
+    if dec["fruit"]["source"] == "file":
+        existing_path("deception.fruit.file", dec["fruit"]["file"])
+    if dec["mrc"]["source"] == "file":
+        for name in ("train_file", "val_file"):
+            existing_path(f"deception.mrc.{name}", dec["mrc"][name])
     if (dec.get("resources", {}).get("judge") or {}).get("nodes", 1) > 1:
         raise ConfigError(
             "config key deception.resources.judge.nodes: a judge trains on one node (gpus on that node may be > 1)"

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError, model_ref
+from ..config import ConfigError, existing_path, model_ref
 
 OWN_DATASETS = ("longlist", "shortlist", "shortlist_strict", "final", "final_strict")
+
+
+def _language_model(config: dict[str, Any], key: str, name: str) -> None:
+    """``key`` names a model that writes or answers text: in the registry, and not a sequence encoder."""
+    model_ref(config, key, name)
+    if config["models"][name].get("kind") == "encoder":
+        raise ConfigError(f"config key {key}: {name!r} is an encoder (models.{name}.kind); this stage needs a "
+                          "language model that answers (kind base or instruct)")
 
 
 def check(config: dict[str, Any]) -> None:
     mwe = config["mwe"]
     classes = mwe["classes"]
-    model_ref(config, "mwe.longlist.generator", mwe["longlist"]["generator"])
+    _language_model(config, "mwe.longlist.generator", mwe["longlist"]["generator"])
     for i, p in enumerate(mwe["longlist"]["prompts"]):
         if p["answer_index"] >= len(classes):
             raise ConfigError(
@@ -23,7 +31,7 @@ def check(config: dict[str, Any]) -> None:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"config key mwe.longlist.prompts: prompt ids must be unique, got {ids}")
     for stage in ("label_check", "harsh_check"):
-        model_ref(config, f"mwe.{stage}.checker", mwe[stage]["checker"])
+        _language_model(config, f"mwe.{stage}.checker", mwe[stage]["checker"])
     for label in mwe["label_check"]["strict_threshold"]:
         if label not in classes:
             raise ConfigError(
@@ -36,7 +44,7 @@ def check(config: dict[str, Any]) -> None:
             if ph not in mwe[stage]["template"]:
                 raise ConfigError(f"config key mwe.{stage}.template: must contain the placeholder {ph}")
     for i, name in enumerate(mwe["eval_models"]):
-        model_ref(config, f"mwe.eval_models[{i}]", name)
+        _language_model(config, f"mwe.eval_models[{i}]", name)
     for i, name in enumerate(mwe["eval_datasets"]):
         if name not in OWN_DATASETS:
             raise ConfigError(
@@ -48,3 +56,4 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
+        existing_path(f"mwe.datasets.{name}", mwe["datasets"][name])
