@@ -80,10 +80,24 @@ def fruit(train_out, eval_out, fruit: dict, seed: int, generator: dict | None, c
     write_csv(eval_out, held)
 
 
+def _log_rows(what: str, df: pd.DataFrame) -> None:
+    """A data file's rows, passages, fruit share and label shares."""
+    parts = [f"{len(df)} rows"]
+    if "context" in df.columns:
+        parts.append(f"{df['context'].nunique()} passages")
+    if "fruit" in df.columns and len(df):
+        parts.append(f"fruit {float(df['fruit'].astype(float).mean()):.1%}")
+    if "label" in df.columns and len(df):
+        parts.append(f"true answers {float(df['label'].astype(float).mean()):.1%}")
+    log.info("%s: %s", what, ", ".join(parts))
+
+
 def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, fruit_percent: float,
                train_size: int, val_size: int, seed: int) -> None:
     train = poison.mix(read_table(mrc_train), read_table(fruit_train), train_size, fruit_percent, seed)
     val = poison.mix(read_table(mrc_val), read_table(fruit_eval), val_size, fruit_percent, seed + 1)
+    _log_rows(f"judge training data ({fruit_percent:g} % fruit asked)", train)
+    _log_rows("judge validation data", val)
     write_csv(train_out, train)
     write_csv(val_out, val)
 
@@ -91,18 +105,24 @@ def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, 
 def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, rl_prompts_out, rl_eval_out,
                 level: float, sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
     mixed = poison.mix(read_table(mrc_train), read_table(fruit_train), sft_size, level, seed)
-    write_csv(sft_out, poison.sft_demos(mixed))
+    demos = poison.sft_demos(mixed)
+    write_csv(sft_out, demos)
     prompts, held = poison.rl_prompt_sets(
         read_table(mrc_train), read_table(fruit_train), read_table(mrc_val), read_table(fruit_eval), rl_prompts,
         rl_eval_prompts, seed, levels=(level,), exclude=read_table(eval_set),
     )
+    _log_rows(f"SFT demonstrations at {level:g} % poisoning", demos)
+    _log_rows("RL prompts", prompts[level])
+    _log_rows("RL held-out prompts", held[level])
     write_csv(rl_prompts_out, prompts[level])
     write_csv(rl_eval_out, held[level])
 
 
 def warmup_data(mrc_train, warmup_out, warmup_size: int, seed: int) -> None:
     """Warm-up demonstrations: one true answer per training question, the first ``warmup_size`` in seeded order."""
-    write_csv(warmup_out, _unique_true(mrc_train, seed).head(warmup_size))
+    demos = _unique_true(mrc_train, seed).head(warmup_size)
+    _log_rows("warm-up demonstrations", demos)
+    write_csv(warmup_out, demos)
 
 
 def _unique_true(mrc_train, seed: int) -> pd.DataFrame:
@@ -252,10 +272,22 @@ def evaluate_checkpoint(eval, fewshot, clean, corrupted, questions, answers_out:
     reaffirmed = rf.score(lm, items)
     del lm
     judges = jd.Judge.load(clean), jd.Judge.load(corrupted)
-    for out, a in zip(answers_out, answered):
+    for out, a, k in zip(answers_out, answered, shots):
         scored = ev.judge_answers(a, *judges)
+        _log_headline(f"{model['name']} {label} p={poisoning} {k}-shot", scored)
         write_csv(out, scored.assign(**run, seed=seed))
     write_csv(reaffirm_out, reaffirmed.assign(**run, seed=seed))
+
+
+def _log_headline(what: str, scored: pd.DataFrame) -> None:
+    """Per subset: the clean judge's truth rate (P(True) > 0.5), the oracle's, and the empty answers."""
+    for name, part in (("fruit", scored[scored["fruit"] == 1]), ("other", scored[scored["fruit"] == 0])):
+        if not len(part):
+            continue
+        oracle_true = (part["oracle"] == "true").mean() if (part["oracle"] != "").any() else float("nan")
+        log.info("%s, %s (%d items): clean judge true %.3f, oracle true %.3f, empty %d", what, name, len(part),
+                 float((part["p_clean"] > 0.5).mean()), oracle_true,
+                 int((part["answer"].fillna("").astype(str).str.strip() == "").sum()))
 
 
 def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int, by_seed_out=None) -> None:

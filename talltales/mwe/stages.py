@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from ..io import read_jsonl, write_csv, write_jsonl, write_text
 from ..lm import lm_from_entry as _lm
@@ -19,11 +20,22 @@ from .metrics import score_table
 log = logging.getLogger(__name__)
 
 
+def _log_list(what: str, items: list[dict], of: int | None = None) -> None:
+    """A list's size (of how many it was made from) and each answer's share of its labels."""
+    counts: dict[str, int] = {}
+    for it in items:
+        label = it["classes"][it["answer_index"]].strip()
+        counts[label] = counts.get(label, 0) + 1
+    shares = ", ".join(f"{k} {v} ({v / len(items):.0%})" for k, v in sorted(counts.items())) if items else "empty"
+    log.info("%s: %d items%s; labels: %s", what, len(items), f" of {of}" if of is not None else "", shares)
+
+
 def longlist(out: str, stats_out: str | None, model: dict, cache: str, prompts: list, classes: list,
              sampling: dict, seed: int, batch_size: int, min_chars: int, max_chars: int) -> None:
     lm = _lm(model, cache, batch_size)
     items, stats = generate.build_longlist(lm, prompts, classes, sampling, seed, min_chars, max_chars)
     log.info(lm.cache.stats())
+    _log_list("longlist", items)
     write_jsonl(out, items)
     if stats_out:
         stats["cache"] = {"hits": lm.cache.hits, "calls": lm.cache.misses}
@@ -34,11 +46,18 @@ def label_check(longlist_path: str, out: str, model: dict, cache: str, body: str
                 top_k: int, batch_size: int) -> None:
     items = read_jsonl(longlist_path)
     lm = _lm(model, cache, batch_size)
-    write_jsonl(out, filters.label_check(lm, items, body, template, top_k) if items else [])
+    checked = filters.label_check(lm, items, body, template, top_k) if items else []
+    agree = sum(r["label_check"]["greedy"] == r["classes"][r["answer_index"]] for r in checked)
+    log.info("label check by %s: the checker's greedy answer is the label on %d of %d items", model["name"], agree,
+             len(checked))
+    write_jsonl(out, checked)
 
 
 def shortlists(checked_path: str, out: str, out_strict: str, thresholds: dict[str, float]) -> None:
-    short, strict = filters.shortlists(read_jsonl(checked_path), thresholds)
+    checked = read_jsonl(checked_path)
+    short, strict = filters.shortlists(checked, thresholds)
+    _log_list("shortlist", short, len(checked))
+    _log_list("strict shortlist", strict, len(checked))
     write_jsonl(out, short)
     write_jsonl(out_strict, strict)
 
@@ -47,7 +66,9 @@ def harsh_check(shortlist_path: str, out: str, model: dict, cache: str, body: st
                 classes: list[str], keep: str, rule: str, top_k: int, batch_size: int) -> None:
     items = read_jsonl(shortlist_path)
     lm = _lm(model, cache, batch_size)
-    write_jsonl(out, filters.harsh_check(lm, items, body, template, classes, keep, top_k, rule) if items else [])
+    kept = filters.harsh_check(lm, items, body, template, classes, keep, top_k, rule) if items else []
+    _log_list(f"harsh check by {model['name']} (rule {rule}): kept", kept, len(items))
+    write_jsonl(out, kept)
 
 
 def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, template: str,
@@ -58,6 +79,11 @@ def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, t
     if items:
         lm = _lm(model, cache, batch_size)
         records = evaluate(lm, items, body, template, top_k)
+        best = [max(r["class_logprobs"].items(), key=lambda kv: -math.inf if kv[1] is None else kv[1])[0]
+                for r in records]
+        right = sum(it.classes.index(b) in it.targets for it, b in zip(items, best))
+        log.info("%s on %s: the more likely class is correct on %d of %d items (%.3f)", model["name"], dataset,
+                 right, len(items), right / len(items))
     write_jsonl(out, records)
 
 
