@@ -22,6 +22,11 @@ def _score(args) -> int:
         stems = [Path(p).stem for p in args.responses]
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise ValueError(f"--responses: model names come from file stems, and {dup} is given more than once")
+    unknown = sorted(set(paths) - set(models))
+    if unknown:
+        why = "no --config given" if not args.config else f"not in the model registry of {args.config}"
+        print(f"talltales: note: kind and params are left empty for {', '.join(unknown)} ({why}; give --config "
+              "with the models' registry entries to fill them)", file=sys.stderr)
     table = score_table(args.dataset, paths, models, {"n": args.bootstrap, "seed": args.seed, "ci": 0.95})
     write_csv(args.out, table)
     cols = ["model", "n", "acc_greedy", "acc_choice", "acc_calibrated", "yes_rate", "n_missing"]

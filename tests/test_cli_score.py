@@ -110,8 +110,9 @@ def test_score_hand_computed(tmp_path, dataset):
     for r in rows:
         for m in ("acc_greedy", "acc_choice", "acc_calibrated"):
             assert float(r[f"{m}_lo"]) <= float(r[m]) <= float(r[f"{m}_hi"])
-    # the printed summary names both models
+    # the printed summary names both models; without --config it says why kind and params are empty
     assert "model-a" in res.stdout and "model_b" in res.stdout
+    assert "kind and params are left empty for model-a, model_b (no --config given" in res.stderr
 
 
 def test_score_with_config_fills_kind_and_params(tmp_path, dataset):
@@ -128,6 +129,7 @@ def test_score_with_config_fills_kind_and_params(tmp_path, dataset):
     assert rows["gemma3-270m"]["kind"] == "base"
     assert float(rows["gemma3-270m"]["params"]) == 268098176
     assert rows["not-in-registry"]["kind"] == "" and rows["not-in-registry"]["params"] == ""
+    assert f"left empty for not-in-registry (not in the model registry of {REPO_CONFIG}" in res.stderr
     assert float(rows["gemma3-270m"]["acc_choice"]) == pytest.approx(4 / 5)
 
 
