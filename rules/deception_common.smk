@@ -54,6 +54,7 @@ BASE_ANSWERS = "results/deception/answers/{policy}/base/untuned_s{shots}.csv"
 BASE_REAFFIRMATION = "results/deception/reaffirmation/{policy}/base/untuned.csv"
 RESULTS_TABLE = "results/deception/tables/results.csv"  # aggregated across training seeds
 RESULTS_BY_SEED_TABLE = "results/deception/tables/results_by_seed.csv"  # one row per training seed
+RESULTS_TIDY_TABLE = "results/deception/tables/results_tidy.csv"  # both, long format: one row per metric
 TECHNIQUE_TABLE = "results/deception/tables/{technique}.csv"
 REAFFIRMATION_TABLE = "results/deception/tables/reaffirmation.csv"
 SCALING_PLOT = "results/plots/scaling_{technique}.png"
@@ -63,7 +64,7 @@ JUDGE_VALIDITY_TABLE = "results/deception/tables/judge_validity.csv"
 JUDGE_VALIDITY_PLOT = "results/plots/judge_validity.png"
 RL_CURVES_PLOT = "results/plots/rl_curves.png"
 
-ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
+ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, RESULTS_TIDY_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
 ALL_TARGETS += [JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
 ALL_TARGETS += [RL_CURVES_PLOT]

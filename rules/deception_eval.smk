@@ -72,6 +72,7 @@ rule deception_table:
             subcategory="tables",
         ),
         by_seed=RESULTS_BY_SEED_TABLE,
+        tidy=RESULTS_TIDY_TABLE,
     params:
         models={p: model_entry(p) for p in POLICIES},
         bootstrap=DEC["eval"]["bootstrap"],

@@ -117,6 +117,35 @@ def test_two_seed_results_are_means_with_wider_intervals(tmp_path):
     assert got.loc["Base", "clean score"] == base["clean score"]
 
 
+def test_the_tidy_table_holds_every_number_of_both_tables_once(tmp_path):
+    """results_tidy.csv: snake_case columns, one row per run x seed x metric with its CI; the across-seed rows are
+    results.csv's numbers, the per-seed rows results_by_seed.csv's; Base appears once (no seed)."""
+    files = _files(tmp_path, [62, 63])
+    stages.results_table(files, tmp_path / "results.csv", MODELS, 200, by_seed_out=tmp_path / "by_seed.csv",
+                         tidy_out=tmp_path / "tidy.csv")
+    tidy = pd.read_csv(tmp_path / "tidy.csv")
+    assert list(tidy.columns) == metrics.TIDY_COLUMNS
+    assert all(re.fullmatch(r"[a-z0-9_]+", m) for m in tidy["metric"].unique())
+    assert {"clean_score", "truths_clean_judge", "falsehoods_biased_judge", "poison_fr", "fr_diff",
+            "falsehood_gap", "n_fruit"} <= set(tidy["metric"])
+    keys = ["model", "technique", "poisoning", "shots", "seed", "over_seeds", "metric"]
+    assert not tidy.duplicated(keys).any()
+    got = pd.read_csv(tmp_path / "results.csv").set_index("technique")
+    by_seed = pd.read_csv(tmp_path / "by_seed.csv")
+    row = tidy[(tidy["technique"] == "RL") & tidy["over_seeds"] & (tidy["metric"] == "fr_diff")].iloc[0]
+    assert (row["value"], row["lo"], row["hi"]) == pytest.approx(
+        (got.loc["RL", "fr_diff"], got.loc["RL", "fr_diff_lo"], got.loc["RL", "fr_diff_hi"]))
+    assert pd.isna(row["seed"]) and row["n_seeds"] == 2
+    seed63 = by_seed[(by_seed["technique"] == "RL") & (by_seed["seed"] == 63)].iloc[0]
+    row = tidy[(tidy["technique"] == "RL") & (tidy["seed"] == 63) & (tidy["metric"] == "clean_score")].iloc[0]
+    assert (row["value"], row["lo"], row["hi"]) == pytest.approx(
+        (seed63["clean score"], seed63["clean score_lo"], seed63["clean score_hi"]))
+    base = tidy[tidy["technique"] == "Base"]
+    assert base["over_seeds"].all() and base["seed"].isna().all() and len(base) == base["metric"].nunique()
+    count = tidy[(tidy["technique"] == "RL") & (tidy["seed"] == 62) & (tidy["metric"] == "n_fruit")].iloc[0]
+    assert pd.isna(count["lo"]) and pd.isna(count["hi"])  # a count has no interval
+
+
 def test_reaffirmation_table_averages_seeds(tmp_path):
     files = []
     for seed, reaffirmed in ((62, [1, 1, 0, 0]), (63, [1, 1, 1, 1]), (None, [0, 0, 0, 1])):

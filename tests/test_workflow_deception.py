@@ -111,6 +111,11 @@ def test_results_table(run):
     pd.testing.assert_frame_equal(by_seed.drop(columns="seed"), t.drop(columns=["n_seeds", "seeds"]))
     assert by_seed[by_seed["technique"] == "Base"]["seed"].isna().all()
     assert set(by_seed[by_seed["technique"] != "Base"]["seed"]) == {62}
+    tidy = pd.read_csv(wd / "results/deception/tables/results_tidy.csv")
+    fr = tidy[(tidy["metric"] == "fr_diff") & tidy["over_seeds"] & (tidy["shots"] == 0)]
+    fr = fr.set_index(["model", "technique", "poisoning"])
+    for _, row in t[t["shots"] == 0].iterrows():
+        assert fr.loc[(row["model"], row["technique"], row["poisoning"]), "value"] == pytest.approx(row["fr_diff"])
 
 
 def test_judge_validity_table(run):

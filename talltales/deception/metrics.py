@@ -30,6 +30,7 @@ replicates serves every column of a row.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -228,3 +229,42 @@ def aggregate_seeds(table: pd.DataFrame, keys=SEED_KEYS, ci: float = 0.95) -> pd
         row["seeds"] = " ".join(str(int(x)) for x in sorted(seeds))
         rows.append(row)
     return pd.DataFrame(rows, columns=[c for c in table.columns if c != "seed"] + ["n_seeds", "seeds"])
+
+
+# ----------------------------------------------------------------------------------------- the tidy table
+
+TIDY_COLUMNS = ["model", "params", "technique", "poisoning", "shots", "seed", "over_seeds", "n_seeds", "metric",
+                "value", "lo", "hi"]
+
+
+def snake_case(name: str) -> str:
+    """A results.csv column as a tidy metric name: ``truths (according to clean judge)`` -> ``truths_clean_judge``,
+    ``poison fr`` -> ``poison_fr``."""
+    return re.sub(r"[^0-9a-z]+", "_", name.lower().replace("according to ", "")).strip("_")
+
+
+def tidy(aggregated: pd.DataFrame, per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Long format (:data:`TIDY_COLUMNS`): one row per model x technique x poisoning x shots x seed x metric, with
+    the metric's CI bounds (``lo``/``hi``, empty for a count). The rows across seeds (``over_seeds`` true, ``seed``
+    empty) come from ``aggregated`` (results.csv), those of each training seed from ``per_seed``; an untuned Base
+    model has only the first."""
+    keys = list(SEED_KEYS)
+    bounds = _interval_columns(aggregated.columns)
+    skip = set(keys) | {"seed", "seeds", "n_seeds", "params"} | {c for pair in bounds.values() for c in pair}
+    values = [c for c in aggregated.columns if c not in skip and pd.api.types.is_numeric_dtype(aggregated[c])
+              and not pd.api.types.is_bool_dtype(aggregated[c])]
+    rows = []
+    trained = per_seed[per_seed["seed"].notna()] if "seed" in per_seed.columns else per_seed.iloc[0:0]
+    for table, over in ((aggregated, True), (trained, False)):
+        for _, r in table.iterrows():
+            run = {k: r[k] for k in keys}
+            run.update(params=r.get("params"), seed=None if over else int(r["seed"]), over_seeds=over,
+                       n_seeds=int(r["n_seeds"]) if over else 1)
+            for c in values:
+                if c not in r.index or pd.isna(r[c]):
+                    continue
+                lo, hi = (r[bounds[c][0]], r[bounds[c][1]]) if c in bounds else (None, None)
+                rows.append({**run, "metric": snake_case(c), "value": r[c], "lo": lo, "hi": hi})
+    out = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    out["seed"] = out["seed"].astype("Int64")
+    return out

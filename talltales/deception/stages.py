@@ -290,10 +290,11 @@ def _log_headline(what: str, scored: pd.DataFrame) -> None:
                  int((part["answer"].fillna("").astype(str).str.strip() == "").sum()))
 
 
-def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int, by_seed_out=None) -> None:
+def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: int, by_seed_out=None,
+                  tidy_out=None) -> None:
     """``out``: one row per model x technique x poisoning x shots, aggregated across training seeds
     (:func:`metrics.aggregate_seeds`); ``by_seed_out`` (optional): one row per training seed as well (column
-    ``seed``, empty for Base)."""
+    ``seed``, empty for Base); ``tidy_out`` (optional): both in long format (:func:`metrics.tidy`)."""
     by_seed: dict[int | None, list] = {}
     for path in answers:
         df = read_table(path)
@@ -312,6 +313,8 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
     table = metrics.aggregate_seeds(per_seed, ci=boot["ci"]).sort_values(order).reset_index(drop=True)
     if by_seed_out:
         write_csv(by_seed_out, per_seed)
+    if tidy_out:
+        write_csv(tidy_out, metrics.tidy(table, per_seed))
     write_csv(out, table)
     shown = ["model", "technique", "poisoning", "shots", "n_seeds", "clean score", "fr_diff", "fr_diff_lo", "fr_diff_hi",
              "falsehood_gap"]
