@@ -38,7 +38,7 @@ def _validator():
                 if "default" in sub and key not in instance:
                     instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))
                 elif key in instance:
-                    instance[key] = _number_from_text(instance[key], sub)
+                    instance[key] = number_from_text(instance[key], sub)
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
     return jsonschema.validators.extend(base, {"properties": set_defaults})
@@ -47,7 +47,7 @@ def _validator():
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
-def _number_from_text(value: Any, sub: dict[str, Any]) -> Any:
+def number_from_text(value: Any, sub: dict[str, Any]) -> Any:
     """A number written so that YAML reads it as text (``1e-4``: YAML 1.1 wants ``1.0e-4``) as the number, where
     the key takes a number and no text; anything else as it is (the schema then says what was expected)."""
     types = sub.get("type")

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # cursor movement and colours
@@ -32,43 +33,60 @@ class ProgressLines(io.TextIOBase):
         self._pending = None  # the latest redraw not yet written
         self._redraw = False  # whether the text since the last carriage return is a redraw
         self._last = -math.inf  # when a redraw was last written
+        self._lock = threading.Lock()  # threads write whole pieces
 
     def write(self, text: str) -> int:
-        clean = ESCAPES.sub("", text)
-        if self._redraw and clean and clean[0] not in "\r\n":
-            self._redrawn()  # other output while a bar is drawn (a log line): the bar's text ends here
-        for piece in re.split(r"(\r|\n)", clean):
-            if piece == "\r":
-                self._redrawn()
-                self._redraw = True
-            elif piece == "\n":
-                self._emit(self._line if self._line.strip() else self._pending or "")
-                self._line, self._redraw = "", False
-            else:
-                self._line += piece
+        with self._lock:
+            clean = ESCAPES.sub("", text).replace("\r\n", "\n")
+            if self._redraw and clean and clean[0] not in "\r\n":
+                self._redrawn()  # other output while a bar is drawn (a log line): the bar's text ends here
+            for piece in re.split(r"(\r|\n)", clean):
+                if piece == "\r":
+                    self._redrawn()
+                    self._redraw = True
+                elif piece == "\n":
+                    if self._redraw:  # a bar's final state, written in place of any earlier one
+                        self._pending = None
+                        self._write(self._line)
+                    else:
+                        self._due()
+                        self._write(self._line)
+                    self._line, self._redraw = "", False
+                else:
+                    self._line += piece
         return len(text)
 
     def _redrawn(self) -> None:
         """The text since the last carriage return was a redraw: the latest state, written if it is time."""
         if self._line.strip():
             self._pending = self._line
-            if self.clock() - self._last >= self.interval:
-                self._emit(self._pending)
-                self._last = self.clock()
+            self._due()
         self._line, self._redraw = "", False
 
-    def _emit(self, line: str) -> None:
+    def _due(self) -> None:
+        """Write the latest redraw if the last one written is ``interval`` old."""
+        if self._pending is not None and self.clock() - self._last >= self.interval:
+            self._write(self._pending)
+            self._pending, self._last = None, self.clock()
+
+    def _write(self, line: str) -> None:
         self.raw.write(line.rstrip() + "\n")
-        self._pending = None
 
     def flush(self) -> None:
         self.raw.flush()
 
     def close(self) -> None:
-        if self._line.strip() or self._pending:
-            self._emit(self._line if self._line.strip() else self._pending)
-            self._line = ""
-        self.raw.flush()
+        """Write what is left: the text of an unfinished line and the latest redraw not yet written."""
+        with self._lock:
+            if self._redraw and self._line.strip():
+                self._pending, self._line = self._line, ""
+            if self._pending is not None:
+                self._write(self._pending)
+                self._pending = None
+            if self._line.strip():
+                self._write(self._line)
+                self._line = ""
+            self.raw.flush()
 
     def fileno(self) -> int:
         return self.raw.fileno()
@@ -87,11 +105,20 @@ class ProgressLines(io.TextIOBase):
     def encoding(self) -> str:
         return getattr(self.raw, "encoding", "utf-8")
 
+    @property
+    def errors(self) -> str | None:
+        return getattr(self.raw, "errors", None)
+
+    def __getattr__(self, name):  # anything else a stream has (line_buffering, reconfigure, ...): the file's
+        if name == "raw":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
 
 def to_logfile(path: str | None) -> None:
     if path:
         fh = open(path, "a", buffering=1, encoding="utf-8")
-        interval = float(os.environ.get("TALLTALES_PROGRESS_SECONDS", PROGRESS_SECONDS))
+        interval = float(os.environ.get("TALLTALES_PROGRESS_SECONDS") or PROGRESS_SECONDS)
         sys.stderr = ProgressLines(fh, interval)
         atexit.register(sys.stderr.close)
         sys.stdout = fh

@@ -52,16 +52,15 @@ def run_id(logfiles: Logfiles) -> str | None:
     return None
 
 
-def _scancel(rid: str, logger: logging.Logger) -> None:
+def _scancel(rid: str) -> tuple[int, str]:
+    """``scancel --name=rid``; what to log about it (level, message). Logs nothing itself (see on_sigint)."""
     try:
         proc = subprocess.run(["scancel", f"--name={rid}"], capture_output=True, text=True, timeout=SCANCEL_TIMEOUT)
     except subprocess.TimeoutExpired:
-        logger.warning(f"scancel --name={rid} did not return within {SCANCEL_TIMEOUT} s")
-        return
+        return logging.WARNING, f"scancel --name={rid} did not return within {SCANCEL_TIMEOUT} s"
     if proc.returncode != 0:
-        logger.warning(f"scancel --name={rid} failed ({proc.returncode}): {proc.stderr.strip()}")
-    else:
-        logger.info(f"Cancelled any job of Slurm run {rid} still queued or running.")
+        return logging.WARNING, f"scancel --name={rid} failed ({proc.returncode}): {proc.stderr.strip()}"
+    return logging.INFO, f"Cancelled any job of Slurm run {rid} still queued or running."
 
 
 def _slurm_run(logfiles: Logfiles) -> str | None:
@@ -73,7 +72,7 @@ def cancel_run(logfiles: Logfiles, logger: logging.Logger | None = None) -> str 
     """``scancel --name`` the jobs of the Slurm run logged in ``logfiles``; the run ID, or None if there was none."""
     rid = _slurm_run(logfiles)
     if rid is not None:
-        _scancel(rid, logger or log)
+        (logger or log).log(*_scancel(rid))
     return rid
 
 
@@ -88,8 +87,9 @@ def _in_log_emit(frame) -> bool:
 
 def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
     """From now on a SIGINT first cancels the jobs of the Slurm run logged in ``logfiles``, then goes to the
-    handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit`` does
-    nothing there (logging from there could deadlock) and is sent again shortly, until it lands outside. The run
+    handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit``
+    cancels but logs nothing there (logging from there could deadlock) and is sent again shortly, until it lands
+    outside, where the messages are logged and the previous handler gets it. The jobs are cancelled once. The run
     ID, or None (not a Slurm run, or not the main thread, the only one that can set a signal handler: nothing
     installed)."""
     rid = _slurm_run(logfiles)
@@ -97,23 +97,28 @@ def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None
         return None
     logger = logger or log
     previous = signal.getsignal(signal.SIGINT)
-    busy = False
+    busy = cancelled = False
+    unlogged: list[tuple[int, str]] = []
 
     def on_sigint(signum, frame):
-        nonlocal busy
-        if _in_log_emit(frame):
-            # Not here: Snakemake's console handler holds a non-reentrant lock while it writes, so logging from
-            # inside it would wait for itself forever (and it would discard the KeyboardInterrupt). Sent again
-            # shortly, until the signal lands outside a handler.
-            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
+        nonlocal busy, cancelled
+        if busy:  # a second interrupt while scancel runs: the first one goes on to the previous handler
             return
-        if not busy:  # not a second interrupt during the scancel
+        if not cancelled:
             busy = True
             try:
-                logger.info(f"Interrupted: cancelling the jobs of Slurm run {rid}.")
-                _scancel(rid, logger)
+                unlogged.append((logging.INFO, f"Interrupted: cancelling the jobs of Slurm run {rid}."))
+                unlogged.append(_scancel(rid))
             finally:
-                busy = False
+                busy, cancelled = False, True
+        if _in_log_emit(frame):
+            # Snakemake's console handler writes under a non-reentrant lock and discards a KeyboardInterrupt, so
+            # here the jobs are cancelled but nothing is logged (that would wait for the lock forever) and the
+            # interrupt is sent again shortly, until it lands outside a handler.
+            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        while unlogged:
+            logger.log(*unlogged.pop(0))
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:

@@ -319,6 +319,19 @@ def test_policy_settings_go_over_the_stage_section_for_that_policy_only(cfg):
     assert dec["rl"]["lr"] != 5.0e-5  # the section itself is unchanged
 
 
+def test_policy_settings_take_numbers_yaml_reads_as_text_and_check_the_rl_engine_per_policy(cfg):
+    from talltales.deception.checks import stage_settings
+
+    first, second = cfg["deception"]["policies"][:2]
+    cfg["deception"]["policy_settings"] = yaml.safe_load(f"{first}: {{rl: {{lr: 1e-5}}}}")
+    assert stage_settings(validate(copy.deepcopy(cfg))["deception"], "rl", first)["lr"] == 1e-5
+    cfg["deception"]["rl"]["engine"] = "trl"
+    cfg["deception"]["resources"]["rl"] = {"gpus": 2}
+    validate(copy.deepcopy(cfg))  # trl for both policies
+    cfg["deception"]["policy_settings"] = {second: {"rl": {"engine": "talltales"}}}
+    assert error(cfg).startswith(f"config key deception.policy_settings.{second}.rl.engine: the talltales engine")
+
+
 @pytest.mark.parametrize("override, message", [
     ({"no-such-policy": {"rl": {"lr": 1e-5}}}, r"policy_settings\.no-such-policy: .* not one of deception\.policies"),
     ({"{first}": {"rl": {"learning_rate": 1e-5}}}, r"policy_settings\.{first}\.rl\.learning_rate: not a key of "

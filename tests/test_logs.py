@@ -54,6 +54,27 @@ def test_escape_codes_are_dropped_and_a_cleared_bar_leaves_nothing():
     assert all(line.strip() for line in text.splitlines())  # no blank line where the bar was cleared
 
 
+def test_log_lines_between_redraws_keep_the_bar_s_periodic_lines_and_its_latest_state():
+    """A training loop that logs a line after every step (as the Trainer does): the bar still gets a line once per
+    interval, before the log line that follows it, and a crash mid-bar (a traceback) leaves the bar's latest state
+    in the log; CRLF line ends are one line end."""
+    raw, clock = io.StringIO(), Clock()
+    stream = ProgressLines(raw, interval=30, clock=clock)
+    bar = tqdm(total=100, desc="train", file=stream, mininterval=0, miniters=1, ascii=True)
+    for step in range(1, 71):
+        clock.now += 1
+        bar.update(1)
+        print(f"{{'loss': {step}}}", file=stream)
+    stream.write("Traceback (most recent call last):\r\n  boom\r\n")
+    stream.close()
+    lines = raw.getvalue().splitlines()
+    assert "" not in lines and "\r" not in raw.getvalue()
+    bars = [line for line in lines if line.startswith("train")]
+    assert [b.split("|")[0].split()[-1] for b in bars] == ["0%", "31%", "61%", "70%"], bars  # 0 % at 1 s
+    assert lines[-3:-1] == ["Traceback (most recent call last):", "  boom"] and lines[-1].startswith("train:  70%")
+    assert sum(line.startswith("{'loss'") for line in lines) == 70
+
+
 def test_the_last_redraw_is_kept_when_the_job_ends_mid_bar(tmp_path):
     """A job that stops inside a bar (an error) still logs where the bar was: to_logfile writes it at exit."""
     log = tmp_path / "job.log"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import SCHEMA_PATH, ConfigError, existing_path, key_path, model_ref
+from ..config import SCHEMA_PATH, ConfigError, number_from_text, existing_path, key_path, model_ref
 
 # the stages deception.policy_settings may set per policy, and their keys it may not (data shared by all policies)
 POLICY_STAGES = ("warmup", "sft", "rl")
@@ -38,6 +38,8 @@ def _check_policy_settings(dec: dict[str, Any]) -> None:
                 if name not in props:
                     raise ConfigError(f"config key {key}.{stage}.{name}: not a key of deception.{stage} (known: "
                                       f"{', '.join(sorted(set(props) - SHARED_KEYS[stage]))})")
+            for name in values:  # numbers YAML reads as text, as in the sections
+                values[name] = number_from_text(values[name], props[name])
             sub = {"type": "object", "properties": {k: props[k] for k in values}}
             for error in jsonschema.Draft202012Validator(sub).iter_errors(values):
                 raise ConfigError(f"config key {key_path([*key.split('.'), stage, *error.absolute_path])}: "
@@ -87,9 +89,13 @@ def check(config: dict[str, Any]) -> None:
             "config key deception.resources.judge.nodes: a judge trains on one node (gpus on that node may be > 1)"
         )
     rl_res = dec.get("resources", {}).get("rl") or {}
-    if dec["rl"].get("engine", "talltales") == "talltales" and (rl_res.get("gpus", 0) > 1 or rl_res.get("nodes", 1) > 1):
-        raise ConfigError(
-            "config key deception.rl.engine: the talltales engine runs in one process (CPU or one GPU); with "
-            f"deception.resources.rl gpus={rl_res.get('gpus', 0)}, nodes={rl_res.get('nodes', 1)} set "
-            "deception.rl.engine: trl"
-        )
+    for policy in dec["policies"]:
+        engine = stage_settings(dec, "rl", policy).get("engine", "talltales")
+        if engine == "talltales" and (rl_res.get("gpus", 0) > 1 or rl_res.get("nodes", 1) > 1):
+            where = ("deception.rl.engine" if dec["rl"].get("engine", "talltales") == "talltales"
+                     else f"deception.policy_settings.{policy}.rl.engine")
+            raise ConfigError(
+                f"config key {where}: the talltales engine runs in one process (CPU or one GPU); with "
+                f"deception.resources.rl gpus={rl_res.get('gpus', 0)}, nodes={rl_res.get('nodes', 1)} set "
+                "deception.rl.engine: trl"
+            )

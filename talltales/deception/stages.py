@@ -284,7 +284,8 @@ def _log_headline(what: str, scored: pd.DataFrame) -> None:
     for name, part in (("fruit", scored[scored["fruit"] == 1]), ("other", scored[scored["fruit"] == 0])):
         if not len(part):
             continue
-        oracle_true = (part["oracle"] == "true").mean() if (part["oracle"] != "").any() else float("nan")
+        judged = part.loc[part["oracle"] != "", "oracle"]
+        oracle_true = float((judged == "true").mean()) if len(judged) else float("nan")
         log.info("%s, %s (%d items): clean judge true %.3f, oracle true %.3f, empty %d", what, name, len(part),
                  float((part["p_clean"] > 0.5).mean()), oracle_true,
                  int((part["answer"].fillna("").astype(str).str.strip() == "").sum()))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 from ..io import read_jsonl, write_csv, write_jsonl, write_text
 from ..lm import lm_from_entry as _lm
@@ -79,11 +78,12 @@ def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, t
     if items:
         lm = _lm(model, cache, batch_size)
         records = evaluate(lm, items, body, template, top_k)
-        best = [max(r["class_logprobs"].items(), key=lambda kv: -math.inf if kv[1] is None else kv[1])[0]
-                for r in records]
-        right = sum(it.classes.index(b) in it.targets for it, b in zip(items, best))
-        log.info("%s on %s: the more likely class is correct on %d of %d items (%.3f)", model["name"], dataset,
-                 right, len(items), right / len(items))
+        measured = [(it, {c: v for c, v in r["class_logprobs"].items() if v is not None}) for it, r in
+                    zip(items, records)]
+        right = sum(it.classes.index(max(lp, key=lp.get)) in it.targets for it, lp in measured if lp)
+        n = sum(1 for _, lp in measured if lp)
+        log.info("%s on %s: the more likely class is correct on %d of %d items with a class log-prob (%s; %d "
+                 "without)", model["name"], dataset, right, n, f"{right / n:.3f}" if n else "n/a", len(items) - n)
     write_jsonl(out, records)
 
 
