@@ -218,7 +218,7 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
 @pytest.mark.xfail(strict=False, reason=(
     "flaky, cause not found (tests/slurm/FINDINGS.md, 'An interrupt not acted on'): in 2 of 4 runs of the whole "
     "module (CI 2026-12-01 and one local run) Snakemake showed no reaction to the SIGINT (no hook message, status "
-    "queries went on) until the test killed it after 300 s; the test alone passes (6 of 6), and the hook's own "
+    "queries went on) until the test killed it after 300 s; run alone it passed 7 of 7 times, and the hook's own "
     "cases (tests/test_slurm.py, interrupt probes) pass"))
 def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluster, tmp_path):
     """RL over 2 nodes (deception.resources.rl.nodes: 2): the plugin asks for 2 nodes with one task each and no
