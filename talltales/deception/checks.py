@@ -6,8 +6,8 @@ from typing import Any
 
 from ..config import SCHEMA_PATH, ConfigError, number_from_text, existing_path, key_path, model_ref
 
-# the stages deception.policy_settings may set per policy, and their keys it may not (data shared by all policies)
-POLICY_STAGES = ("warmup", "sft", "rl")
+# the keys of the stages deception.policy_settings may not set per policy (data shared by all policies); the schema
+# names the stages it may set (warmup, sft, rl)
 SHARED_KEYS = {"warmup": {"size"}, "sft": {"size"}, "rl": {"prompts", "eval_prompts"}}
 
 
