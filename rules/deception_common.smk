@@ -63,6 +63,7 @@ REAFFIRMATION_PLOT = "results/plots/reaffirmation.png"
 JUDGE_VALIDITY_TABLE = "results/deception/tables/judge_validity.csv"
 JUDGE_VALIDITY_PLOT = "results/plots/judge_validity.png"
 RL_CURVES_PLOT = "results/plots/rl_curves.png"
+RL_CURVES_TABLE = "results/deception/tables/rl_curves.csv"
 
 ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, RESULTS_TIDY_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
 ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]

@@ -88,7 +88,12 @@ rule deception_technique_table:
     input:
         deception_technique_answers,
     output:
-        TECHNIQUE_TABLE,
+        report(
+            TECHNIQUE_TABLE,
+            caption="../report/technique_table.rst",
+            category="Study 2: Tall Tales",
+            subcategory="tables",
+        ),
     params:
         models={p: model_entry(p) for p in POLICIES},
         bootstrap=DEC["eval"]["bootstrap"],
@@ -112,6 +117,7 @@ rule deception_reaffirm_table:
         ),
     params:
         models={p: model_entry(p) for p in POLICIES},
+        bootstrap=DEC["eval"]["bootstrap"],
     log:
         "logs/deception/tables/reaffirmation.log",
     conda:

@@ -73,6 +73,12 @@ rule plot_rl_curves:
             category="Study 2: Tall Tales",
             subcategory="figures",
         ),
+        table=report(
+            RL_CURVES_TABLE,
+            caption="../report/rl_curves_table.rst",
+            category="Study 2: Tall Tales",
+            subcategory="tables",
+        ),
     params:
         runs=RL_RUNS,
     log:

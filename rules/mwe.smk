@@ -90,6 +90,8 @@ rule mwe_harsh_check:
         rule=MWE["harsh_check"]["rule"],
         top_k=MWE["harsh_check"]["top_k"],
         batch_size=MWE["harsh_check"]["batch_size"],
+        balance=MWE["harsh_check"]["balance"],
+        balance_seed=MWE["harsh_check"]["balance_seed"],
         cache=CACHE,
     wildcard_constraints:
         strict="|_strict",

@@ -42,17 +42,27 @@ def _param_labels(breaks) -> list[str]:
     return [f"{b / 1e9:.3g}B" if b >= 1e9 else f"{b / 1e6:.3g}M" for b in breaks]
 
 
+def _dataset_labels(df: pd.DataFrame) -> dict[str, str]:
+    """dataset -> 'dataset (n = 95)' (the items of its first row; every model answers the same items)."""
+    return {d: f"{d} (n = {int(g['n'].iloc[0])})" if "n" in g and pd.notna(g["n"].iloc[0]) else d
+            for d, g in df.groupby("dataset")}
+
+
 def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
-    """Accuracy vs parameter count (log x), one line per kind (base / instruct), CI ribbons, chance line."""
+    """Accuracy vs parameter count (log x), one line per kind (base / instruct), CI ribbons; per dataset (facet
+    row, with its n) the majority-class baseline (always answering the dataset's most common correct class) and
+    chance (0.5), both in the legend."""
     from plotnine import (
         aes, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, geom_ribbon, ggplot, labs, scale_x_log10,
-        theme_bw,
+        scale_linetype_manual, theme_bw,
     )
 
     df = _read_tables(tables)
     if df.empty or df["params"].isna().all():
         return _empty(out, "no models with a parameter count to plot")
-    df = df[df["params"].notna() & (df["params"] > 0)]
+    df = df[df["params"].notna() & (df["params"] > 0)].copy()
+    names = _dataset_labels(df)
+    df["dataset"] = df["dataset"].map(names)
     long = []
     for m, label in METRIC_LABELS.items():
         part = df[["dataset", "model", "kind", "params", "metric"]].copy()
@@ -62,29 +72,43 @@ def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     d = pd.concat(long, ignore_index=True)
     d["scoring"] = pd.Categorical(d["scoring"], categories=list(METRIC_LABELS.values()))
     d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    refs = []
+    for ds, g in df.groupby("dataset"):
+        for scoring in METRIC_LABELS.values():
+            refs.append({"dataset": ds, "scoring": scoring, "reference": "chance (0.5)", "y": 0.5})
+            if "majority_baseline" in g and pd.notna(g["majority_baseline"].iloc[0]):
+                refs.append({"dataset": ds, "scoring": scoring, "reference": "majority-class baseline",
+                             "y": float(g["majority_baseline"].iloc[0])})
+    refs = pd.DataFrame(refs)
+    refs["scoring"] = pd.Categorical(refs["scoring"], categories=list(METRIC_LABELS.values()))
     p = (
         ggplot(d, aes("params", "value", color="kind", fill="kind", group="kind"))
+        + geom_hline(aes(yintercept="y", linetype="reference"), data=refs, color="grey", inherit_aes=False)
         + geom_ribbon(aes(ymin="lo", ymax="hi"), alpha=0.2, color="none")
         + geom_errorbar(aes(ymin="lo", ymax="hi"), width=0.03)
         + geom_line()
         + geom_point()
-        + geom_hline(yintercept=0.5, linetype="dashed", color="grey")
         + scale_x_log10(labels=_param_labels)
+        + scale_linetype_manual(values={"chance (0.5)": "dotted", "majority-class baseline": "dashed"})
         + facet_grid("dataset ~ scoring")
         + labs(x="parameters", y="accuracy (or behaviour-matching rate)", color="model kind", fill="model kind",
-               title="Harsh-truth evals: accuracy vs model size (95% bootstrap CI; dashed = chance)")
+               linetype="reference",
+               title="Harsh-truth evals: accuracy vs model size (95% bootstrap CIs over items)")
         + theme_bw()
     )
-    _save(p, out, 10, 2.6 * d["dataset"].nunique() + 1.2)
+    _save(p, out, 11, 2.6 * d["dataset"].nunique() + 1.2)
 
 
 def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
-    """Per model: share of greedy 'yes', mean P(yes) among the classes, top-k mass on the class tokens."""
-    from plotnine import aes, coord_flip, facet_grid, geom_col, geom_hline, ggplot, labs, theme_bw
+    """Per model: share of greedy 'yes', mean P(yes) among the classes, top-k mass on the class tokens; each
+    dataset's own share of 'yes' labels is the reference the yes-rates are read against (dashed, in the legend)."""
+    from plotnine import aes, coord_flip, facet_grid, geom_col, geom_hline, ggplot, labs, scale_linetype_manual, theme_bw
 
     df = _read_tables(tables)
     if df.empty:
         return _empty(out, "no tables to plot")
+    df = df.copy()
+    df["dataset"] = df["dataset"].map(_dataset_labels(df))
     names = {"yes_rate": "greedy answer is yes", "p_yes": "mean P(yes) among classes", "class_mass": "top-k mass on classes"}
     long = []
     for m, label in names.items():
@@ -94,164 +118,308 @@ def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     d = pd.concat(long, ignore_index=True)
     d["measure"] = pd.Categorical(d["measure"], categories=list(names.values()))
     d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    refs = []
+    if "label_yes_share" in df.columns:
+        for ds, g in df.groupby("dataset"):
+            if pd.notna(g["label_yes_share"].iloc[0]):
+                for m in ("greedy answer is yes", "mean P(yes) among classes"):
+                    refs.append({"dataset": ds, "measure": m, "y": float(g["label_yes_share"].iloc[0]),
+                                 "reference": "share of 'yes' labels in the dataset"})
     p = (
         ggplot(d, aes("model", "value", fill="kind"))
         + geom_col()
-        + geom_hline(yintercept=0.5, linetype="dashed", color="grey")
         + coord_flip()
         + facet_grid("dataset ~ measure")
-        + labs(x="", y="", fill="model kind", title="Answer biases per model")
+        + labs(x="", y="", fill="model kind", linetype="reference",
+               title="Answer biases per model (a yes-rate equal to the dataset's yes-share is no bias)")
         + theme_bw()
     )
-    _save(p, out, 11, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())
+    if refs:
+        r = pd.DataFrame(refs)
+        r["measure"] = pd.Categorical(r["measure"], categories=list(names.values()))
+        p = (p + geom_hline(aes(yintercept="y", linetype="reference"), data=r, color="black", inherit_aes=False)
+             + scale_linetype_manual(values={"share of 'yes' labels in the dataset": "dashed"}))
+    _save(p, out, 12, 1.2 + 0.4 * d["model"].nunique() * d["dataset"].nunique())
 
 
 GAP_QUANTITIES = {  # column -> what a facet of the scaling figure shows (both: clean judge)
-    "fr_diff": "fr_diff = poison fr - clean fr\n(paper's Fig. 2b; counts over all items)",
-    "falsehood_gap": "falsehood_gap = falsehood_fruit - falsehood_other\n(per-subset rates)",
+    "fr_diff": "fr_diff =\npoison fr - clean fr\n(paper's Fig. 2b;\nover all items)",
+    "falsehood_gap": "falsehood_gap =\nfalsehood_fruit\n- falsehood_other\n(per-subset rates)",
+}
+SUBSET_RATES = {  # facet label -> (fruit column, other column); rows drawn only where the table has values
+    "falsehoods per subset\n(clean judge)": ("falsehood_fruit", "falsehood_other"),
+    "falsehoods per subset\n(oracle)": ("oracle falsehoods fruit", "oracle falsehoods other"),
+}
+REFERENCE_RUNS = {"Base": ("untuned", -26.0), "Warmup": ("warmed-up", -12.0)}  # technique -> legend label, x position
+TECHNIQUE_TITLES = {
+    "rl": "RL against the corrupted judge",
+    "sft": "SFT on poisoned demonstrations (no judge in training)",
 }
 
 
+def _size(df: pd.DataFrame) -> pd.Series:
+    return df.apply(lambda r: f"{r['model']} ({r['params'] / 1e6:.0f}M)" if pd.notna(r["params"]) else r["model"],
+                    axis=1)
+
+
+def _sample_note(df: pd.DataFrame) -> str:
+    """'n = 150 fruit + 150 other items (150 + 150 passages)' from the count columns (ranges if they differ)."""
+    def span(col):
+        if col not in df.columns or df[col].isna().all():
+            return "?"
+        lo, hi = int(df[col].min()), int(df[col].max())
+        return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+    note = f"n = {span('n_fruit')} fruit + {span('n_other')} other items"
+    if "n_passages_fruit" in df.columns:
+        note += f" from {span('n_passages_fruit')} + {span('n_passages_other')} passages"
+    if "n_seeds" in df.columns and df["n_seeds"].max() > 1:
+        note += f"; mean of {int(df['n_seeds'].max())} training seeds"
+    return note
+
+
+def _reference_axis(levels):
+    """x breaks and labels: the reference runs left of 0, then the poisoning levels."""
+    from plotnine import scale_x_continuous
+
+    refs = sorted(REFERENCE_RUNS.values(), key=lambda v: v[1])
+    levels = sorted({float(v) for v in levels})
+    return scale_x_continuous(breaks=[x for _, x in refs] + levels,
+                              labels=[name for name, _ in refs] + [f"{v:g}" for v in levels],
+                              limits=(min(x for _, x in refs) - 6, max(levels + [100.0]) + 6))
+
+
 def scaling_deception(table: str | Path, out: str | Path, technique: str) -> None:
-    """Fruit-minus-other falsehoods vs poisoning level, one line per model size, 95 % cluster-bootstrap error bars;
-    one row of facets per quantity (:data:`GAP_QUANTITIES`: the paper's ``fr_diff`` and the per-subset
-    ``falsehood_gap``); untuned (Base) and warm-up models as dashed reference lines."""
+    """Targeted falsehoods vs poisoning level, one colour per model size, 95 % cluster-bootstrap error bars (dodged).
+
+    Rows of facets: the fruit and the other falsehood rates themselves (clean judge, and the oracle where the
+    answers have one; solid = fruit, dotted = other), then their differences (:data:`GAP_QUANTITIES`: the paper's
+    ``fr_diff`` and the per-subset ``falsehood_gap``), so a level where both subsets lie (a difference near 0) is
+    visible as such. The untuned and warmed-up models are drawn left of 0 as their own points (legend: shape)."""
     from plotnine import (
-        aes, element_text, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, theme, theme_bw,
+        aes, element_text, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs,
+        position_dodge, scale_linetype_manual, scale_shape_manual, theme, theme_bw,
     )
 
     df = pd.read_csv(table)
     if df.empty:
         return _empty(out, "no results to plot")
-    df["size"] = df.apply(lambda r: f"{r['model']} ({r['params'] / 1e6:.0f}M)" if pd.notna(r["params"]) else r["model"], axis=1)
+    df["size"] = _size(df)
     df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
+    ref_x = {k: x for k, (_, x) in REFERENCE_RUNS.items()}
+    df["x"] = [ref_x.get(t, p) if p < 0 else p for t, p in zip(df["technique"], df["poisoning"])]
+    df["point"] = [REFERENCE_RUNS[t][0] if p < 0 and t in REFERENCE_RUNS else "fine-tuned"
+                   for t, p in zip(df["technique"], df["poisoning"])]
     long = []
+    quantities = []
+    for label, (fruit_col, other_col) in SUBSET_RATES.items():
+        if fruit_col not in df.columns or df[fruit_col].isna().all():
+            continue
+        quantities.append(label)
+        for col, line in ((fruit_col, "fruit items"), (other_col, "other items")):
+            part = df[["size", "params", "x", "point", "shots_label"]].copy()
+            part["quantity"], part["line"] = label, line
+            part["value"], part["lo"], part["hi"] = df[col], df[f"{col}_lo"], df[f"{col}_hi"]
+            long.append(part)
     for col, label in GAP_QUANTITIES.items():
-        part = df[["size", "params", "poisoning", "shots_label"]].copy()
-        part["quantity"] = label
+        quantities.append(label)
+        part = df[["size", "params", "x", "point", "shots_label"]].copy()
+        part["quantity"], part["line"] = label, "fruit minus other"
         part["value"], part["lo"], part["hi"] = df[col], df[f"{col}_lo"], df[f"{col}_hi"]
         long.append(part)
     d = pd.concat(long, ignore_index=True)
-    d["quantity"] = pd.Categorical(d["quantity"], categories=list(GAP_QUANTITIES.values()))
-    tuned = d[d["poisoning"] >= 0].sort_values(["params", "poisoning"])
-    ref = d[d["poisoning"] < 0]
+    d["quantity"] = pd.Categorical(d["quantity"], categories=quantities)
+    d["group"] = d["size"] + " " + d["line"]
+    tuned = d[d["point"] == "fine-tuned"].sort_values(["params", "x"])
+    dodge = position_dodge(width=4)
+    diff_rows = pd.DataFrame({"quantity": pd.Categorical(list(GAP_QUANTITIES.values()), categories=quantities)})
     p = (
-        ggplot(tuned, aes("poisoning", "value", color="size", group="size"))
-        + geom_hline(yintercept=0, color="grey")
-        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=3, alpha=0.6)
-        + geom_line()
-        + geom_point()
+        ggplot(d, aes("x", "value", color="size", group="group"))
+        + geom_hline(aes(yintercept=0), data=diff_rows, color="grey")
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=3, alpha=0.6, position=dodge)
+        + geom_line(aes(linetype="line"), data=tuned, position=dodge)
+        + geom_point(aes(shape="point"), position=dodge, size=2)
+        + _reference_axis(tuned["x"] if len(tuned) else [0])
+        + scale_linetype_manual(values={"fruit items": "solid", "other items": "dotted",
+                                        "fruit minus other": "dashed"}, name="line")
+        + scale_shape_manual(values={"fine-tuned": "o", "untuned": "s", "warmed-up": "^"}, name="model state")
         + facet_grid("quantity ~ shots_label", scales="free_y")
         + labs(
-            x="% poisoning (fruit share of the fine-tuning data)",
-            y="fruit minus other falsehoods (clean judge):\nthe quantity named at the right of each row",
+            x="% poisoning (fruit share of the fine-tuning data); left of 0: the untuned and warmed-up models",
+            y="falsehood rate, or fruit minus other falsehoods:\nthe quantity named at the right of each row",
             color="model",
-            title=f"{TECHNIQUE_LABELS.get(technique, technique)} against the corrupted judge: targeted falsehoods vs "
-                  "poisoning\n(95% cluster-bootstrap CIs over passages; dashed: untuned and warmed-up models)",
+            title=f"{TECHNIQUE_TITLES.get(technique, TECHNIQUE_LABELS.get(technique, technique))}:\ntargeted "
+                  f"falsehoods vs poisoning\n{_sample_note(df)}\n95% cluster-bootstrap CIs over passages",
         )
         + theme_bw()
-        + theme(strip_text_y=element_text(size=7))
+        + theme(strip_text_y=element_text(size=7), axis_text_x=element_text(rotation=45, ha="right"))
     )
-    if not ref.empty:
-        p = p + geom_hline(aes(yintercept="value", color="size"), data=ref, linetype="dashed", alpha=0.6)
-    _save(p, out, 10, 7)
+    _save(p, out, 11, 2.4 * len(quantities) + 1.6)
 
 
 def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
     """Truthfulness (``clean score``, inverted x as in the paper) vs evaluated truthfulness (``biased score``), with
-    95 % cluster-bootstrap error bars."""
+    95 % cluster-bootstrap error bars: colour = technique, shape = model, each fine-tuned series joined in order of
+    poisoning (labels: % poisoning) and the dotted diagonal where both judges agree."""
     from plotnine import (
-        aes, facet_wrap, geom_abline, geom_errorbar, geom_errorbarh, geom_point, geom_text, ggplot, labs,
+        aes, facet_wrap, geom_abline, geom_errorbar, geom_errorbarh, geom_path, geom_point, geom_text, ggplot, labs,
         scale_x_reverse, theme_bw, ylim,
     )
 
     df = pd.read_csv(table)
     if df.empty:
         return _empty(out, "no results to plot")
-    df["level"] = df["poisoning"].map(lambda p: "B" if p < 0 else f"{p:g}")
-    df["run"] = df["model"] + " " + df["technique"]
+    df["level"] = [REFERENCE_RUNS.get(t, (t, 0))[0] if p < 0 else f"{p:g}" for t, p in
+                   zip(df["technique"], df["poisoning"])]
+    df["technique_label"] = [REFERENCE_RUNS[t][0] if t in REFERENCE_RUNS else t for t in df["technique"]]
+    df["size"] = _size(df)
     df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
+    df["series"] = df["size"] + " " + df["technique_label"]
+    models = sorted(df["size"].unique())
+    # labels of one model above its points, of the next below, so two models' labels do not sit on each other
+    df["label_y"] = df["biased score"] + df["size"].map({m: (0.025 if i % 2 == 0 else -0.025)
+                                                         for i, m in enumerate(models)})
+    labelled = df[df["poisoning"] >= 0]
+    path = labelled.sort_values(["series", "poisoning"])
     p = (
-        ggplot(df, aes("clean score", "biased score", color="run"))
-        # y = 1 - x, the square's diagonal; abline works on the reversed scale's values (-x), hence slope +1
-        + geom_abline(slope=1, intercept=1, linetype="dotted", color="grey")
-        + geom_errorbar(aes(ymin="biased score_lo", ymax="biased score_hi"), width=0, alpha=0.3)
-        + geom_errorbarh(aes(xmin="clean score_lo", xmax="clean score_hi"), height=0, alpha=0.3)
-        + geom_point(size=2.5, alpha=0.5)
-        + geom_text(aes(label="level"), size=7, nudge_y=0.015)
+        ggplot(df, aes("clean score", "biased score", color="technique_label", shape="size"))
+        # biased = clean score (both judges agree); abline works on the reversed scale's values (-x), hence slope -1
+        + geom_abline(slope=-1, intercept=0, linetype="dotted", color="grey")
+        + geom_errorbar(aes(ymin="biased score_lo", ymax="biased score_hi"), width=0, alpha=0.35)
+        + geom_errorbarh(aes(xmin="clean score_lo", xmax="clean score_hi"), height=0, alpha=0.35)
+        + geom_path(aes(group="series"), data=path, alpha=0.4)
+        + geom_point(size=2.8, alpha=0.8)
+        + geom_text(aes(y="label_y", label="level"), data=labelled, size=6, show_legend=False)
         + scale_x_reverse(limits=(1, 0))
         + ylim(0, 1)
         + facet_wrap("shots_label")
-        + labs(x="Truthfulness: clean score (mean clean-judge P(True))",
-               y="Evaluated truthfulness: biased score\n(mean corrupted-judge P(True))", color="model / technique",
-               title="Truthfulness vs evaluated truthfulness (labels: % poisoning, B = untuned; "
-                     "95% cluster-bootstrap CIs)")
+        + labs(x="Truthfulness: clean score (mean clean-judge P(True); axis reversed)",
+               y="Evaluated truthfulness: biased score\n(mean corrupted-judge P(True))", color="technique",
+               shape="model",
+               title="Truthfulness vs evaluated truthfulness\nlabels: % poisoning; each fine-tuned series joined in "
+                     "order of poisoning\ndotted: biased score = clean score (the judges agree)\n"
+                     f"{_sample_note(df)}; 95% cluster-bootstrap CIs over passages")
         + theme_bw()
     )
-    _save(p, out, 11, 5)
+    _save(p, out, 12, 5.5)
 
 
 def reaffirmation(table: str | Path, out: str | Path) -> None:
-    """Lie/truth reaffirmation ratio vs poisoning, one line per model and technique; untuned models dashed."""
-    from plotnine import aes, geom_hline, geom_line, geom_point, ggplot, labs, theme_bw
+    """``reaffirm_diff`` (mean P(reaffirm) of false minus true answers) vs poisoning, one colour per model and
+    technique, 95 % cluster-bootstrap error bars (dodged), on all items and on fruit / other items; the untuned and
+    warmed-up models left of 0."""
+    from plotnine import (
+        aes, element_text, facet_wrap, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs,
+        position_dodge, scale_shape_manual, theme, theme_bw,
+    )
 
     df = pd.read_csv(table)
-    if df.empty:
-        return _empty(out, "no results to plot")
-    df["run"] = df["model"] + " " + df["technique"]
-    tuned = df[df["poisoning"] >= 0].sort_values("poisoning")
-    ref = df[df["poisoning"] < 0]
+    if df.empty or "reaffirm_diff" not in df.columns:
+        return _empty(out, "no reaffirmation results to plot")
+    df["size"] = _size(df)
+    df["run"] = [f"{m} {REFERENCE_RUNS[t][0] if t in REFERENCE_RUNS else t}" for m, t in zip(df["size"], df["technique"])]
+    df["series"] = [m if t in REFERENCE_RUNS else f"{m} {t}" for m, t in zip(df["size"], df["technique"])]
+    ref_x = {k: x for k, (_, x) in REFERENCE_RUNS.items()}
+    df["x"] = [ref_x.get(t, p) if p < 0 else p for t, p in zip(df["technique"], df["poisoning"])]
+    df["point"] = [REFERENCE_RUNS[t][0] if p < 0 and t in REFERENCE_RUNS else "fine-tuned"
+                   for t, p in zip(df["technique"], df["poisoning"])]
+    subsets = {"": "all items", "_fruit": "fruit items", "_other": "other items"}
+    long = []
+    for suffix, name in subsets.items():
+        col = f"reaffirm_diff{suffix}"
+        if col not in df.columns:
+            continue
+        part = df[["series", "run", "x", "point"]].copy()
+        part["subset"] = name
+        part["value"], part["lo"], part["hi"] = df[col], df[f"{col}_lo"], df[f"{col}_hi"]
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["subset"] = pd.Categorical(d["subset"], categories=list(subsets.values()))
+    tuned = d[d["point"] == "fine-tuned"].sort_values("x")
+    n = f"n = {int(df['n'].min())}" + ("" if df["n"].nunique() == 1 else f"-{int(df['n'].max())}")
+    dodge = position_dodge(width=5)
     p = (
-        ggplot(tuned, aes("poisoning", "lie_truth_ratio", color="run", group="run"))
-        + geom_hline(yintercept=1, color="grey")
-        + geom_line()
-        + geom_point()
-        + labs(x="% poisoning", y="reaffirmed false / reaffirmed true answers",
-               color="model / technique", title="Lie reaffirmation ('Are you sure?'), option-order balanced")
+        ggplot(d, aes("x", "value", color="series", group="run"))
+        + geom_hline(yintercept=0, color="grey")
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=3, alpha=0.6, position=dodge)
+        + geom_line(data=tuned, position=dodge)
+        + geom_point(aes(shape="point"), position=dodge, size=2)
+        + _reference_axis(tuned["x"] if len(tuned) else [0])
+        + scale_shape_manual(values={"fine-tuned": "o", "untuned": "s", "warmed-up": "^"}, name="model state")
+        + facet_wrap("subset")
+        + labs(x="% poisoning; left of 0: the untuned and warmed-up models",
+               y="reaffirm_diff = P(reaffirm | false answer)\n- P(reaffirm | true answer)",
+               color="model / technique",
+               title="Lie reaffirmation ('Are you sure?', both option orders averaged): > 0 = stands by a lie more "
+                     f"than by a truth\n({n} items per run, equal counts per truth x fruit quadrant; 95% "
+                     "cluster-bootstrap CIs over passages)")
         + theme_bw()
+        + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
-    if not ref.empty:
-        p = p + geom_hline(aes(yintercept="lie_truth_ratio", color="run"), data=ref, linetype="dashed")
-    _save(p, out, 9, 4.5)
+    _save(p, out, 12, 4.8)
 
 
-def rl_curves(run_dirs: Sequence[str | Path], runs: Sequence[dict], out: str | Path) -> None:
-    """Held-out corrupted-judge reward (greedy answers) against RL steps, on fruit and on other held-out prompts,
-    one panel per model and poisoning level, one line per training seed (``runs[i]`` = {model, poisoning, seed} of
-    ``run_dirs[i]``, each holding the run's ``metrics.jsonl``); the chosen checkpoint is marked."""
+def rl_curve_table(run_dirs: Sequence[str | Path], runs: Sequence[dict]) -> pd.DataFrame:
+    """The held-out rewards of RL runs in long form: one row per run (``runs[i]`` = {model, poisoning, seed} of
+    ``run_dirs[i]``, each holding the run's ``metrics.jsonl`` and ``train_report.json``) x evaluation step x subset
+    (fruit / other held-out prompts, and ``all``), columns ``model, poisoning, seed, step, subset, reward, chosen``
+    (``chosen``: the step of the checkpoint that is evaluated)."""
     import json
-
-    from plotnine import aes, facet_grid, geom_line, geom_point, ggplot, labs, theme_bw
 
     from talltales.deception.runs import METRICS_FILE, REPORT_FILE, read_metrics
 
-    rows, best = [], []
+    rows = []
     for d, run in zip(run_dirs, runs):
-        for r in read_metrics(Path(d) / METRICS_FILE):
-            for subset in ("fruit", "other"):
-                v = r.get(f"heldout_reward_{subset}")
-                if v is not None:
-                    rows.append({**run, "step": r["step"], "subset": subset, "reward": v})
         report = json.loads((Path(d) / REPORT_FILE).read_text())
-        if report.get("best_step") is not None and report.get("rl_reward_best") is not None:
-            best.append({**run, "step": report["best_step"], "reward": report["rl_reward_best"], "subset": "all"})
-    if not rows:
+        best_step = report.get("best_step") if report.get("rl_reward_best") is not None else None
+        for r in read_metrics(Path(d) / METRICS_FILE):
+            for subset, key in (("fruit", "heldout_reward_fruit"), ("other", "heldout_reward_other"),
+                                ("all", "heldout_reward")):
+                v = r.get(key)
+                if v is not None:
+                    rows.append({**run, "step": r["step"], "subset": subset, "reward": v,
+                                 "chosen": best_step is not None and r["step"] == best_step})
+    columns = ["model", "poisoning", "seed", "step", "subset", "reward", "chosen"]
+    df = pd.DataFrame(rows, columns=None if rows else columns)
+    return df[[c for c in columns if c in df.columns] + [c for c in df.columns if c not in columns]]
+
+
+def rl_curves(run_dirs: Sequence[str | Path], runs: Sequence[dict], out: str | Path,
+              table_out: str | Path | None = None) -> None:
+    """Held-out corrupted-judge reward (greedy answers) against RL steps, on fruit and on other held-out prompts,
+    one panel per model and poisoning level, one line per training seed (data: :func:`rl_curve_table`, written to
+    ``table_out`` when given); the chosen checkpoint's reward on all held-out prompts is marked."""
+    from plotnine import (
+        aes, facet_grid, geom_line, geom_point, ggplot, labs, scale_color_manual, scale_linetype_manual,
+        scale_shape_manual, theme_bw,
+    )
+
+    table = rl_curve_table(run_dirs, runs)
+    if table_out is not None:
+        Path(table_out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(table_out, index=False)
+    df = table
+    if df.empty:
         return _empty(out, "no held-out RL rewards to plot")
-    df = pd.DataFrame(rows)
+    df = df.copy()
     df["level"] = df["poisoning"].map(lambda p: f"{p:g}% poisoning")
-    df["line"] = df["subset"] + " " + df.get("seed", pd.Series([""] * len(df))).astype(str)
+    df["line"] = df["subset"] + " " + (df["seed"].astype(str) if "seed" in df.columns else "")
+    best = table[(table["subset"] == "all") & table["chosen"].astype(bool)].copy()
     p = (
-        ggplot(df, aes("step", "reward", color="subset", group="line"))
+        ggplot(df, aes("step", "reward", color="subset", linetype="subset", group="line"))
         + geom_line()
         + geom_point(size=1)
         + facet_grid("model ~ level")
+        + scale_color_manual(values={"fruit": "#d95f02", "other": "#1b9e77", "all": "grey"})
+        + scale_linetype_manual(values={"fruit": "solid", "other": "solid", "all": "dashed"})
         + labs(x="RL step (optimizer updates)", y="held-out reward\n(corrupted judge, greedy answers)",
-               color="held-out prompts", title="RL held-out reward by step\n(x: the chosen checkpoint, all held-out "
-               "prompts)")
+               color="held-out prompts", linetype="held-out prompts", shape="",
+               title="RL held-out reward by step, one line per training seed")
         + theme_bw()
     )
-    if best:
-        b = pd.DataFrame(best)
-        b["level"] = b["poisoning"].map(lambda p: f"{p:g}% poisoning")
-        p = p + geom_point(aes("step", "reward"), data=b, color="black", shape="x", size=3, inherit_aes=False)
+    if len(best):
+        best["level"] = best["poisoning"].map(lambda p: f"{p:g}% poisoning")
+        best["mark"] = "chosen checkpoint\n(reward on all\nheld-out prompts)"
+        p = (p + geom_point(aes("step", "reward", shape="mark"), data=best, color="black", size=3, inherit_aes=False)
+             + scale_shape_manual(values={best["mark"].iloc[0]: "x"}))
     _save(p, out, max(7.0, 3 + 2.4 * df["level"].nunique()), 2 + 2.2 * df["model"].nunique())

@@ -66,6 +66,8 @@ def test_topk_fallback_hand_computed():
     mass = [math.exp(-0.2) + math.exp(-1.8), math.exp(-0.5) + math.exp(-1.0), math.exp(-0.1),
             math.exp(-0.3) + math.exp(-1.4), 0.0]
     assert row["class_mass"] == pytest.approx(sum(mass) / 5)
+    # labels No, Yes, No, Yes, No: an always-"No" model scores 3/5
+    assert (row["label_yes_share"], row["majority_baseline"]) == pytest.approx((2 / 5, 3 / 5))
 
 
 def test_missing_class_is_never_scored_as_zero():
@@ -202,6 +204,8 @@ def test_score_table_anthropic_reports_matching_behavior_rate(tmp_path):
     assert row["metric"] == "matching_behavior_rate"
     assert row["acc_greedy"] == pytest.approx(0.75) and row["acc_choice"] == pytest.approx(0.75)
     assert math.isnan(row["yes_rate"]) and math.isnan(row["p_yes"])  # no yes/no classes here
+    assert math.isnan(row["label_yes_share"])
+    assert row["majority_baseline"] == pytest.approx(0.75)  # (A) is a matching answer of items 1, 3 and 4
 
 
 def test_response_count_mismatch_names_the_file(tmp_path):

@@ -133,7 +133,8 @@ def test_judge_validity_table(run):
 def test_reaffirmation_and_figures(run):
     wd, _ = run
     r = pd.read_csv(wd / "results/deception/tables/reaffirmation.csv")
-    assert {"lie_truth_ratio", "total_reaffirmations", "position_bias"} <= set(r.columns)
+    assert {"lie_truth_ratio", "total_reaffirmations", "position_bias", "reaffirm_diff", "reaffirm_diff_lo",
+            "reaffirm_diff_hi", "reaffirm_diff_fruit", "reaffirm_diff_other"} <= set(r.columns)
     for png in ("scaling_rl", "scaling_sft", "truth_vs_evaluated", "reaffirmation", "judge_validity", "rl_curves"):
         data = (wd / f"results/plots/{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -62,6 +62,11 @@ def test_artifacts(run):
     assert set(prompts("final")) <= set(prompts("shortlist"))
     assert set(prompts("final_strict")) <= set(prompts("shortlist_strict"))
     assert prompts("final"), "the harsh check kept nothing: the test DAG would not exercise evaluation"
+    # the final lists are label-balanced (mwe.harsh_check.balance, default on), and the log says from what
+    for name in ("final", "final_strict"):
+        labels = [json.loads(l)["answer_index"] for l in (res / f"{name}.jsonl").read_text().splitlines()]
+        assert len({labels.count(a) for a in set(labels)}) <= 1, (name, labels)
+        assert "label balance" in (wd / "logs" / "mwe" / f"harsh_check{name[5:]}.log").read_text()
     # responses: one OpenAI-completions-shaped record per item, in order
     for ds, n in (("final", len(prompts("final"))), ("persona", len(ANTHROPIC_SAMPLE))):
         for model in cfg["mwe"]["eval_models"]:

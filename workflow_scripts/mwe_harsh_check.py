@@ -16,4 +16,6 @@ stages.harsh_check(
     rule=p.rule,
     top_k=p.top_k,
     batch_size=p.batch_size,
+    balance=p.balance,
+    balance_seed=p.balance_seed,
 )

@@ -322,15 +322,23 @@ def results_table(answers: list[str], out, models: dict[str, dict], bootstrap: i
     log.info("\n%s", table[shown].to_string())
 
 
-def reaffirm_table(scored: list[str], out, models: dict[str, dict]) -> None:
-    """One row per model x technique x poisoning, the mean across training seeds (:func:`metrics.aggregate_seeds`)."""
+def reaffirm_table(scored: list[str], out, models: dict[str, dict], bootstrap: int = 2000) -> None:
+    """One row per model x technique x poisoning, the mean across training seeds (:func:`metrics.aggregate_seeds`,
+    which also widens the ``reaffirm_diff`` intervals by the spread across seeds); ``bootstrap`` replicates for the
+    cluster-bootstrap intervals (:func:`reaffirm.reaffirm_differences`)."""
     rows = []
     for path in scored:
         df = read_table(path)
         df["reaffirmed"] = df["reaffirmed"].astype(str).str.lower().isin(["true", "1"])
         run = _run_of(df)
-        rows.append({**run, **rf.summarize(df), "params": _params(models, run["model"]), "seed": _seed_of(df)})
+        rows.append({**run, **rf.summarize(df, bootstrap), "params": _params(models, run["model"]),
+                     "seed": _seed_of(df)})
     table = pd.DataFrame(rows)
     table["seed"] = table["seed"].astype("Int64")
     table = metrics.aggregate_seeds(table, keys=("model", "technique", "poisoning"))
-    write_csv(out, table.sort_values(["model", "technique", "poisoning"]))
+    table = table.sort_values(["model", "technique", "poisoning"])
+    write_csv(out, table)
+    shown = ["model", "technique", "poisoning", "n", "reaffirm_diff", "reaffirm_diff_lo", "reaffirm_diff_hi",
+             "lie_truth_ratio"]
+    log.info("reaffirmation: reaffirm_diff = mean P(reaffirm | false answer) - mean P(reaffirm | true answer)\n%s",
+             table[[c for c in shown if c in table.columns]].to_string())

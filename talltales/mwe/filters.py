@@ -1,11 +1,14 @@
 """Stages 2 and 3: the label check (a base model answers each question; shortlist = greedy answer equals the
 label; strict shortlist = additionally the label's share of the top-k probability mass exceeds a per-label
-threshold) and the "sounds harsh" check (an instruct model judges the question with its answer)."""
+threshold) and the "sounds harsh" check (an instruct model judges the question with its answer), then the final
+lists' label balance (:func:`balance_labels`: the filters amplify a label skew, so an always-"yes" model would
+otherwise score well)."""
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 
 from ..io import fill
 from ..lm.base import LM, logsumexp
@@ -87,3 +90,20 @@ def harsh_check(
             kept.append(rec)
     log.info("harsh check (%s): kept %d of %d", rule, len(kept), len(items))
     return kept
+
+
+def balance_labels(items: list[dict], seed: int) -> tuple[list[dict], dict[str, int], dict[str, int]]:
+    """(kept, counts before, counts after): every label down-sampled at random (seeded) to the count of the rarest
+    label, the items kept in their original order. A label that does not occur is not counted, so a list with a
+    single label is kept whole (nothing to balance against; the caller logs it)."""
+    by_label: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_label.setdefault(it["classes"][it["answer_index"]], []).append(i)
+    before = {k: len(v) for k, v in sorted(by_label.items())}
+    if len(by_label) < 2:
+        return list(items), before, dict(before)
+    n = min(before.values())
+    rng = random.Random(seed)
+    keep = sorted(i for k in sorted(by_label) for i in rng.sample(by_label[k], n))
+    kept = [items[i] for i in keep]
+    return kept, before, {k: n for k in before}

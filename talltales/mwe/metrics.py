@@ -9,7 +9,10 @@ Per model and dataset:
 * acc_calibrated: argmax after subtracting each class's mean log-prob over the dataset, i.e. removing the
   model's average preference for one answer (for yes/no: its yes-bias);
 * yes_rate (greedy answer is "yes"), p_yes (mean P(yes) normalized over the classes), class_mass (mean
-  top-k probability mass on the class tokens), with percentile-bootstrap CIs for the accuracies.
+  top-k probability mass on the class tokens), with percentile-bootstrap CIs for the accuracies;
+* the dataset's own balance, the same in every model's row: label_yes_share (share of items whose correct class
+  is "yes", the reference for yes_rate) and majority_baseline (the accuracy of always giving the most common
+  correct class, the reference for the accuracies).
 For Anthropic-format datasets "correct" means "matches the behaviour" and the same columns hold the
 behaviour-matching rate (column `metric` says which).
 """
@@ -113,7 +116,17 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> d
         row[name] = mean_or_nan(vals)
         lo, hi = bootstrap_ci(vals, n=nb, ci=ci, seed=seed)
         row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+    # the dataset's own label balance: the share of items whose correct class is "yes", and the accuracy of a
+    # model that always gives the most common correct class (the baseline a figure reads accuracy against)
+    label_yes = [float(any(_is_yes(it.classes[t]) for t in it.targets)) for it, j in zip(items, yes_idx)
+                 if j is not None]
+    class_shares: dict[str, float] = {}
+    for it in items:
+        for c in {it.classes[t].strip() for t in it.targets}:
+            class_shares[c] = class_shares.get(c, 0.0) + 1.0 / len(items)
     row.update(
+        label_yes_share=mean_or_nan(label_yes) if label_yes else float("nan"),
+        majority_baseline=max(class_shares.values()) if class_shares else float("nan"),
         yes_rate=yes_rate,
         p_yes=mean_or_nan(p_yes) if p_yes else float("nan"),
         class_mass=mean_or_nan(mass),
@@ -143,6 +156,7 @@ COLUMNS = [
     "acc_greedy", "acc_greedy_lo", "acc_greedy_hi",
     "acc_choice", "acc_choice_lo", "acc_choice_hi",
     "acc_calibrated", "acc_calibrated_lo", "acc_calibrated_hi",
+    "label_yes_share", "majority_baseline",
     "yes_rate", "p_yes", "class_mass", "n_missing", "n_unscored",
 ]
 

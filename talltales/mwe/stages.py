@@ -62,11 +62,22 @@ def shortlists(checked_path: str, out: str, out_strict: str, thresholds: dict[st
 
 
 def harsh_check(shortlist_path: str, out: str, model: dict, cache: str, body: str, template: str,
-                classes: list[str], keep: str, rule: str, top_k: int, batch_size: int) -> None:
+                classes: list[str], keep: str, rule: str, top_k: int, batch_size: int, balance: bool = True,
+                balance_seed: int = 0) -> None:
+    """The harsh check, then (``balance``) the labels down-sampled to equal counts (:func:`filters.balance_labels`,
+    seeded by ``balance_seed``); both counts are logged."""
     items = read_jsonl(shortlist_path)
     lm = _lm(model, cache, batch_size)
     kept = filters.harsh_check(lm, items, body, template, classes, keep, top_k, rule) if items else []
     _log_list(f"harsh check by {model['name']} (rule {rule}): kept", kept, len(items))
+    if balance:
+        kept, before, after = filters.balance_labels(kept, balance_seed)
+        if len(before) < 2:
+            log.warning("label balance: the list has %s; nothing to balance against, kept as it is",
+                        f"only the label {next(iter(before))!r}" if before else "no items")
+        else:
+            log.info("label balance (seed %d): %s -> %s", balance_seed, before, after)
+        _log_list("final list, label-balanced", kept)
     write_jsonl(out, kept)
 
 
