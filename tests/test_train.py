@@ -230,7 +230,8 @@ ENGINES = ["talltales", "trl"]
 @pytest.mark.parametrize("engine", ENGINES)
 def test_rloo_moves_the_policy_toward_the_reward(tiny_dir, tmp_path, engine):
     out = tmp_path / "rl"
-    cfg = C.RLRunConfig(engine=engine, steps=30, eval_every=5, checkpoint_every=10, **RL_CFG)
+    keep_last = engine == "talltales"  # one engine keeps last/, the other shows the default (only best/)
+    cfg = C.RLRunConfig(engine=engine, steps=30, eval_every=5, checkpoint_every=10, keep_last=keep_last, **RL_CFG)
     report = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(out))
     assert report["algorithm"] == "rloo" and report["engine"] == engine and report["steps"] == 30
     rows = _rows(out / "metrics.jsonl")
@@ -253,11 +254,12 @@ def test_rloo_moves_the_policy_toward_the_reward(tiny_dir, tmp_path, engine):
     assert report["best_step"] == min(r["step"] for r in candidates if r["heldout_reward"] == best["heldout_reward"])
     # the kept best policy is the evaluated one: re-evaluating it gives the same greedy reward
     assert _greedy_reward(str(out / "best"), EVAL_PROMPTS) == pytest.approx(report["rl_reward_best"])
-    assert _changed(_weights(tiny_dir), _weights(str(out / "last")))
+    if keep_last:
+        assert _changed(_weights(tiny_dir), _weights(str(out / "last")))
     assert _changed(_weights(tiny_dir), _weights(str(out / "best")))
     assert json.loads((out / "train_report.json").read_text())["best_step"] == report["best_step"]
-    assert sorted(p.name for p in out.iterdir()) == ["best", "heldout.jsonl", "last", "metrics.jsonl",
-                                                     "train_report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "heldout.jsonl"] + ["last"] * keep_last + [
+        "metrics.jsonl", "train_report.json"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -440,7 +442,8 @@ def test_lora_sft_and_rl_save_merged_models(tiny_dir, tmp_path, engine):
                 str(tmp_path / "sft"))
     assert rep["loss_end"] < rep["loss_start"]
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path / "sft")).__name__ == "LlamaForCausalLM"
-    cfg = C.RLRunConfig(engine=engine, steps=2, eval_every=1, checkpoint_every=10, lora=True, **RL_CFG)
+    cfg = C.RLRunConfig(engine=engine, steps=2, eval_every=1, checkpoint_every=10, lora=True, keep_last=True,
+                        **RL_CFG)
     rep = R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward, cfg, str(tmp_path / "rl"))
     for d in ("best", "last"):
         assert not (tmp_path / "rl" / d / "adapter_config.json").exists()
@@ -565,3 +568,25 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
         os.umask(old)
     for name in ("a.txt", "b.jsonl", "c.csv"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_save_dtype_stores_half_precision_weights_that_load_as_the_rounded_float32_ones(tiny_dir, tmp_path):
+    from safetensors import safe_open
+
+    cfg = dict(epochs=1, lr=1e-2, batch_size=4)
+    S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(**cfg), str(tmp_path / "fp32"))
+    S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(save_dtype="float16", **cfg), str(tmp_path / "fp16"))
+    full, half = _weights(str(tmp_path / "fp32")), _weights(str(tmp_path / "fp16"))
+    # the same training; only the stored copy is rounded: loaded in float32 it is the float16 rounding of the other
+    assert all(torch.equal(half[k], full[k].to(torch.float16).float()) for k in full)
+    assert _changed(full, half)
+    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size("fp16") < 0.6 * size("fp32")
+    out = tmp_path / "rl"
+    R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward,
+         C.RLRunConfig(steps=2, eval_every=1, save_dtype="bfloat16", **RL_CFG), str(out))
+    with safe_open(str(out / "best" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    assert not (out / "last").exists()

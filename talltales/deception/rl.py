@@ -6,7 +6,7 @@ policy, which trl loads again from ``policy_path`` as the reference model. Every
 of **greedy** completions on the held-out prompts is measured (:class:`HeldOutReward`); the checkpoint with the
 highest held-out reward (evaluations at steps >= ``eval_every``; the step-0 value is only reported, as trlx did) is
 kept as ``out_dir/best``, the final policy as ``out_dir/last``. The run follows the run-directory protocol of
-:mod:`talltales.deception.runs`; ``out_dir`` then holds ``best/``, ``last/``, ``metrics.jsonl`` and
+:mod:`talltales.deception.runs`; ``out_dir`` then holds ``best/`` (``last/`` with ``keep_last``), ``metrics.jsonl`` and
 ``train_report.json``.
 
 Differences from the original trlx PPO run (spec §4): RLOO/GRPO need no value head (trl 1.16 has no PPO), the KL
@@ -224,16 +224,22 @@ class HeldOutReward(TrainerCallback):
         self.promote()
 
 
-def finish_partial(partial: Path, policy_path: str, lora: bool, dtype, step: int, last_reward) -> None:
+def finish_partial(partial: Path, policy_path: str, lora: bool, dtype, step: int, last_reward,
+                   keep_last: bool = False, save_dtype: str = "float32") -> None:
     """Close a finished RL run's folder (either engine, main process): LoRA adapters in ``best/`` and ``last/``
     merged into their base, ``last/`` copied as ``best/`` when no evaluation chose one (steps < eval_every; its
-    reward ``last_reward``), checkpoints, the fingerprint and trl's model card removed."""
-    if lora:
-        for d in ("best", "last"):
-            merge_adapter(policy_path, partial / d, dtype)
+    reward ``last_reward``), ``last/`` then removed unless ``keep_last``, the kept weights stored in ``save_dtype``
+    (:func:`runs.compact_weights`), checkpoints, the fingerprint and trl's model card removed."""
     if not (partial / "best").exists():
         shutil.copytree(partial / "last", partial / "best")
         runs.write_json(partial / "best" / "best.json", {"step": step, "reward": last_reward})
+    if not keep_last:
+        shutil.rmtree(partial / "last")
+    for d in ("best", "last"):
+        if (partial / d).exists():
+            if lora:
+                merge_adapter(policy_path, partial / d, dtype)
+            runs.compact_weights(partial / d, save_dtype)
     for _, p, _ in runs.checkpoints(partial):
         shutil.rmtree(p)
     (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
@@ -404,7 +410,7 @@ def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: R
     facts = None
     if main:
         finish_partial(partial, policy_path, cfg.lora, rt["load_dtype"], trainer.state.global_step,
-                       held_out.best["reward"])
+                       held_out.best["reward"], keep_last=cfg.keep_last, save_dtype=cfg.save_dtype)
         facts = {"t0": t0, "rt": rt, "steps": trainer.state.global_step,
                  "resumed_from_step": resumed_step if resume else None,
                  "distributed_type": str(trainer.accelerator.distributed_type.value),

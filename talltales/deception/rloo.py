@@ -392,6 +392,7 @@ def train(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg, out
     bar.close()
     save_policy(partial / "last")
     last_r = [r for r in runs.read_metrics(partial / runs.METRICS_FILE) if "heldout_reward" in r][-1]
-    finish_partial(partial, policy_path, cfg.lora, rt["load_dtype"], step, last_r["heldout_reward"])
+    finish_partial(partial, policy_path, cfg.lora, rt["load_dtype"], step, last_r["heldout_reward"],
+                   keep_last=cfg.keep_last, save_dtype=cfg.save_dtype)
     return {"t0": t0, "rt": rt, "steps": step, "resumed_from_step": resumed_step,
             "world_size": 1, "distributed_type": "NO"}

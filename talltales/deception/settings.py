@@ -54,6 +54,7 @@ class SFTRunConfig(FromDict):
     lora_dropout: float = 0.1
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     dtype: str = "auto"  # auto: fp32 weights (+ bf16 autocast on CUDA); or "float32" / "bfloat16"
+    save_dtype: str = "float32"  # how the trained weights are stored: float32 | float16 | bfloat16 (half the disk)
     device: str = "auto"  # auto: CUDA when available, else CPU
 
 
@@ -76,6 +77,8 @@ class RLRunConfig(FromDict):
     eval_every: int = 10  # steps between held-out reward evaluations (greedy decoding)
     eval_batch_size: int = 16
     checkpoint_every: int = 50
+    keep_last: bool = False  # also keep the final policy as last/ (best/, the evaluated one, is always kept)
+    save_dtype: str = "float32"  # how the kept weights are stored: float32 | float16 | bfloat16 (half the disk)
     grad_accum: int = 1
     warmup_ratio: float = 0.0
     lr_scheduler: str = "constant"

@@ -242,7 +242,8 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
             **runs.run_facts(t0, rt, trainer, cfg),
         }
 
-    report = runs.save_final(trainer, tok, partial, out, lora=cfg.lora, main=main, make_report=make_report)
+    report = runs.save_final(trainer, tok, partial, out, lora=cfg.lora, main=main, make_report=make_report,
+                             save_dtype=cfg.save_dtype)
     if main:
         log.info("SFT done: loss %.4f -> %.4f in %d steps; saved %s", report["loss_start"] or float("nan"),
                  report["loss_end"] or float("nan"), report["steps"], out)
