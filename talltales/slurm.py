@@ -11,11 +11,18 @@ cancel reliably on an interrupt (Ctrl-C, SIGINT):
   status thread wakes up from its sleep between two queries: 10 s longer after each query that finds no job
   finished, up to 180 s. A second interrupt in that time, or a ``kill``, ends Snakemake without ``onerror``;
 * Snakemake's console log handler discards a KeyboardInterrupt raised while it writes a line: an interrupt that
-  lands then is lost and the run goes on.
+  lands then is lost and the run goes on;
+* Python runs a signal handler in the main thread only, and a process-directed SIGINT (``kill``, Ctrl-C) can be
+  delivered by the kernel to any thread. While jobs are queued, Snakemake's main thread waits in a lock acquire
+  (``JobScheduler.schedule``) that only a finished job or a signal delivered to that thread ends: a SIGINT that
+  the kernel gives to the plugin's status thread is never acted on, and the run goes on (a 2-node test job that
+  stays pending showed it: the main thread still waiting minutes after the SIGINT, no signal pending).
 
 So ``onstart`` installs :func:`cancel_on_interrupt`: a SIGINT cancels, by that name, every job of the run at once
 (Snakemake cancels all its jobs on an interrupt anyway), then Snakemake handles the interrupt as before; one that
-lands while a log handler writes is delivered again just after. ``onerror`` keeps :func:`cancel_run` as the
+lands while a log handler writes is delivered again just after, and one that lands in another thread is relayed to
+the main thread (through :func:`signal.set_wakeup_fd`, which the C-level handler writes to in whatever thread
+got the signal). ``onerror`` keeps :func:`cancel_run` as the
 backstop for a submission that was in flight at the interrupt, and for a run that stops on an error. SIGTERM is
 left alone: there Snakemake lets running jobs finish. (tests/slurm/FINDINGS.md has the measurements.)
 """
@@ -29,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 SCANCEL_TIMEOUT = 60  # seconds; the plugin's own scancel waits as long
 REDELIVER_AFTER = 0.2  # seconds: an interrupt that landed in a log handler's emit is sent again
+RELAY_AFTER = 0.25  # seconds: an interrupt whose handler has not run by then is sent to the main thread
+DUPLICATE_WITHIN = 1.0  # seconds: an interrupt this soon after one was passed on is the relay's duplicate
 
 Logfiles = str | Path | Iterable[str | Path] | None
 
@@ -85,13 +95,49 @@ def _in_log_emit(frame) -> bool:
     return False
 
 
+def _relay_to_main_thread(read_fd: int, handled_at: list[float], main_ident: int) -> None:
+    """Read the signal numbers Python's C-level handler writes to the wakeup fd; for a SIGINT whose Python handler
+    has not run ``RELAY_AFTER`` seconds later (it landed in a thread other than the main one, which may wait in a
+    lock acquire that nothing else ends), send SIGINT to the main thread itself. Runs in a daemon thread."""
+    while True:
+        try:
+            data = os.read(read_fd, 512)
+        except OSError:
+            return
+        if not data:
+            return
+        if int(signal.SIGINT) not in data:
+            continue
+        seen = time.monotonic()
+        time.sleep(RELAY_AFTER)
+        if handled_at[0] < seen - 0.05:
+            signal.pthread_kill(main_ident, signal.SIGINT)
+
+
+def _start_relay(handled_at: list[float], logger: logging.Logger) -> None:
+    """Make Python's C-level handler write every signal number to a pipe (:func:`signal.set_wakeup_fd`) that
+    :func:`_relay_to_main_thread` reads. Leaves an existing wakeup fd (e.g. an asyncio loop's) alone."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    old = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    if old != -1:
+        signal.set_wakeup_fd(old)
+        os.close(read_fd)
+        os.close(write_fd)
+        logger.debug("a signal wakeup fd is already set: an interrupt is not relayed to the main thread")
+        return
+    threading.Thread(target=_relay_to_main_thread, args=(read_fd, handled_at, threading.main_thread().ident),
+                     name="talltales-sigint-relay", daemon=True).start()
+
+
 def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None) -> str | None:
     """From now on a SIGINT first cancels the jobs of the Slurm run logged in ``logfiles``, then goes to the
     handler that was there before (Python's: KeyboardInterrupt). One that lands in a log handler's ``emit``
     cancels but logs nothing there (logging from there could deadlock) and is sent again shortly, until it lands
-    outside, where the messages are logged and the previous handler gets it. The jobs are cancelled once. The run
-    ID, or None (not a Slurm run, or not the main thread, the only one that can set a signal handler: nothing
-    installed)."""
+    outside, where the messages are logged and the previous handler gets it. The jobs are cancelled once. A SIGINT
+    the kernel delivers to another thread is relayed to the main thread (:func:`_relay_to_main_thread`); a second
+    one within ``DUPLICATE_WITHIN`` seconds of one passed on is dropped (the relay's duplicate). The run ID, or None
+    (not a Slurm run, or not the main thread, the only one that can set a signal handler: nothing installed)."""
     rid = _slurm_run(logfiles)
     if rid is None:
         return None
@@ -99,9 +145,15 @@ def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None
     previous = signal.getsignal(signal.SIGINT)
     busy = cancelled = False
     unlogged: list[tuple[int, str]] = []
+    handled_at = [float("-inf")]  # when on_sigint last ran (read by the relay thread)
+    passed_at = [float("-inf")]  # when it last passed an interrupt on to the previous handler
+    main_ident = threading.main_thread().ident
 
     def on_sigint(signum, frame):
         nonlocal busy, cancelled
+        now = handled_at[0] = time.monotonic()
+        if now - passed_at[0] < DUPLICATE_WITHIN:  # the relay's copy of an interrupt already passed on
+            return
         if busy:  # a second interrupt while scancel runs: the first one goes on to the previous handler
             return
         if not cancelled:
@@ -115,10 +167,11 @@ def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None
             # Snakemake's console handler writes under a non-reentrant lock and discards a KeyboardInterrupt, so
             # here the jobs are cancelled but nothing is logged (that would wait for the lock forever) and the
             # interrupt is sent again shortly, until it lands outside a handler.
-            threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(REDELIVER_AFTER, signal.pthread_kill, (main_ident, signal.SIGINT)).start()
             return
         while unlogged:
             logger.log(*unlogged.pop(0))
+        passed_at[0] = time.monotonic()
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
@@ -132,6 +185,7 @@ def cancel_on_interrupt(logfiles: Logfiles, logger: logging.Logger | None = None
     except ValueError:  # not the main thread
         logger.warning("not in the main thread: an interrupt will cancel this run's Slurm jobs only at its end")
         return None
+    _start_relay(handled_at, logger)
     return rid
 
 

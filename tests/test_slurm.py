@@ -250,17 +250,29 @@ INTERRUPTED = textwrap.dedent('''
     if sys.argv[3] == "swallow":
         logger.warning("x")  # the interrupt lands in here
         print("emit returned", flush=True)
+    elif sys.argv[3] == "thread":  # the kernel gives the interrupt to another thread, while the main thread waits
+        import signal                # in a lock acquire that nothing else ends (Snakemake's scheduler with queued jobs)
+
+        def hit():
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            time.sleep(120)
+
+        threading.Thread(target=hit, daemon=True).start()
+        print("waiting", flush=True)
+        threading.Event().wait()
     else:
         print("waiting", flush=True)  # the interrupt lands in the sleep
     time.sleep(120)
 ''')
 
 
-@pytest.mark.parametrize("where", ["idle", "swallow"])
+@pytest.mark.parametrize("where", ["idle", "swallow", "thread"])
 def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster, tmp_path, where):
     """SIGINT to a process with the hook: the job named after the logged run ID (2 nodes: it stays pending on the
     1-node cluster) is cancelled, another job is not, and the process still ends with KeyboardInterrupt, also
-    when the interrupt landed in a log handler that discards it and holds a lock the hook's own logging needs."""
+    when the interrupt landed in a log handler that discards it and holds a lock the hook's own logging needs, and
+    when it landed in another thread while the main thread waits on a lock (without the relay that one hangs)."""
     import signal
     import uuid
 
@@ -273,7 +285,8 @@ def test_an_interrupt_cancels_the_runs_queued_jobs_and_is_not_lost(slurm_cluster
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         assert proc.stdout.readline().strip() == ("in emit: x" if where == "swallow" else "waiting")
-        proc.send_signal(signal.SIGINT)
+        if where != "thread":  # there the process interrupts one of its own threads
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         other = slurm_cluster.run("squeue", "-h", "-o", "%T", "-j", pending[1]).stdout.strip()
     finally:

@@ -215,11 +215,6 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     assert tres(row["AllocTRES"])["cpu"] == "8" and tres(row["ReqTRES"])["mem"] == f"{RESOURCES['rl']['mem_mb']}M"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "flaky, cause not found (tests/slurm/FINDINGS.md, 'An interrupt not acted on'): in 2 of 4 runs of the whole "
-    "module (CI 2026-12-01 and one local run) Snakemake showed no reaction to the SIGINT (no hook message, status "
-    "queries went on) until the test killed it after 300 s (now 200 s); run alone it passed 8 of 8 times, and the "
-    "hook's own cases (tests/test_slurm.py, interrupt probes) pass"))
 def test_two_node_rl_request_is_submitted_as_mpi_job_then_cancelled(slurm_cluster, tmp_path):
     """RL over 2 nodes (deception.resources.rl.nodes: 2): the plugin asks for 2 nodes with one task each and no
     srun wrapper (mpi), the GPUs in all; the one-node test cluster leaves it pending, and interrupting Snakemake
