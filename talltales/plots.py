@@ -178,6 +178,18 @@ def _sample_note(df: pd.DataFrame) -> str:
     return note
 
 
+POINT_SHAPES = {"fine-tuned": "o", "untuned": "s", "warmed-up": "^"}  # the "point" column of _place_references
+
+
+def _place_references(df: pd.DataFrame) -> None:
+    """Add ``x`` (the poisoning level; for the untuned and warmed-up rows, poisoning < 0, their place left of 0) and
+    ``point`` ("fine-tuned" or the reference's legend label) to a table with ``technique`` and ``poisoning``."""
+    ref_x = {k: x for k, (_, x) in REFERENCE_RUNS.items()}
+    df["x"] = [ref_x.get(t, p) if p < 0 else p for t, p in zip(df["technique"], df["poisoning"])]
+    df["point"] = [REFERENCE_RUNS[t][0] if p < 0 and t in REFERENCE_RUNS else "fine-tuned"
+                   for t, p in zip(df["technique"], df["poisoning"])]
+
+
 def _reference_axis(levels):
     """x breaks and labels: the reference runs left of 0, then the poisoning levels."""
     from plotnine import scale_x_continuous
@@ -206,10 +218,7 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
         return _empty(out, "no results to plot")
     df["size"] = _size(df)
     df["shots_label"] = df["shots"].map(lambda s: f"{s}-shot")
-    ref_x = {k: x for k, (_, x) in REFERENCE_RUNS.items()}
-    df["x"] = [ref_x.get(t, p) if p < 0 else p for t, p in zip(df["technique"], df["poisoning"])]
-    df["point"] = [REFERENCE_RUNS[t][0] if p < 0 and t in REFERENCE_RUNS else "fine-tuned"
-                   for t, p in zip(df["technique"], df["poisoning"])]
+    _place_references(df)
     long = []
     quantities = []
     for label, (fruit_col, other_col) in SUBSET_RATES.items():
@@ -242,7 +251,7 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
         + _reference_axis(tuned["x"] if len(tuned) else [0])
         + scale_linetype_manual(values={"fruit items": "solid", "other items": "dotted",
                                         "fruit minus other": "dashed"}, name="line")
-        + scale_shape_manual(values={"fine-tuned": "o", "untuned": "s", "warmed-up": "^"}, name="model state")
+        + scale_shape_manual(values=POINT_SHAPES, name="model state")
         + facet_grid("quantity ~ shots_label", scales="free_y")
         + labs(
             x="% poisoning (fruit share of the fine-tuning data); left of 0: the untuned and warmed-up models",
@@ -319,10 +328,7 @@ def reaffirmation(table: str | Path, out: str | Path) -> None:
     df["size"] = _size(df)
     df["run"] = [f"{m} {REFERENCE_RUNS[t][0] if t in REFERENCE_RUNS else t}" for m, t in zip(df["size"], df["technique"])]
     df["series"] = [m if t in REFERENCE_RUNS else f"{m} {t}" for m, t in zip(df["size"], df["technique"])]
-    ref_x = {k: x for k, (_, x) in REFERENCE_RUNS.items()}
-    df["x"] = [ref_x.get(t, p) if p < 0 else p for t, p in zip(df["technique"], df["poisoning"])]
-    df["point"] = [REFERENCE_RUNS[t][0] if p < 0 and t in REFERENCE_RUNS else "fine-tuned"
-                   for t, p in zip(df["technique"], df["poisoning"])]
+    _place_references(df)
     subsets = {"": "all items", "_fruit": "fruit items", "_other": "other items"}
     long = []
     for suffix, name in subsets.items():
@@ -345,7 +351,7 @@ def reaffirmation(table: str | Path, out: str | Path) -> None:
         + geom_line(data=tuned, position=dodge)
         + geom_point(aes(shape="point"), position=dodge, size=2)
         + _reference_axis(tuned["x"] if len(tuned) else [0])
-        + scale_shape_manual(values={"fine-tuned": "o", "untuned": "s", "warmed-up": "^"}, name="model state")
+        + scale_shape_manual(values=POINT_SHAPES, name="model state")
         + facet_wrap("subset")
         + labs(x="% poisoning; left of 0: the untuned and warmed-up models",
                y="reaffirm_diff = P(reaffirm | false answer)\n- P(reaffirm | true answer)",
