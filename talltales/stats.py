@@ -54,6 +54,14 @@ def percentile_ci(stats: np.ndarray, ci: float = 0.95) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def straddling_clusters(clusters, strata) -> list:
+    """The clusters whose items lie in more than one stratum (none: the clusters nest in the strata, as a
+    stratified :func:`cluster_weights` needs)."""
+    spans = pd.DataFrame({"c": np.asarray(clusters, dtype=object),
+                          "s": np.asarray(strata, dtype=object)}).groupby("c")["s"].nunique()
+    return list(spans[spans > 1].index)
+
+
 def cluster_weights(clusters, n: int = 2000, seed: int = 0, strata=None) -> np.ndarray:
     """Item weights of ``n`` cluster-bootstrap replicates, shape (n, number of items).
 
@@ -68,10 +76,9 @@ def cluster_weights(clusters, n: int = 2000, seed: int = 0, strata=None) -> np.n
     strata_codes = (np.zeros(len(clusters), dtype=int) if strata is None
                     else pd.factorize(pd.Series(np.asarray(strata, dtype=object)))[0])
     if strata is not None:
-        spans = pd.DataFrame({"c": clusters, "s": strata_codes}).groupby("c")["s"].nunique()
-        if (spans > 1).any():
-            raise ValueError(f"cluster_weights: cluster(s) {list(spans[spans > 1].index[:3])} lie in more than one "
-                             "stratum")
+        split = straddling_clusters(clusters, strata_codes)
+        if split:
+            raise ValueError(f"cluster_weights: cluster(s) {split[:3]} lie in more than one stratum")
     rng = np.random.default_rng(seed)
     weights = np.zeros((n, len(clusters)))
     for s in pd.unique(strata_codes):

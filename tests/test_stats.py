@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from talltales.stats import bootstrap_ci, cluster_bootstrap, cluster_weights, percentile_ci, weighted_rate
+from talltales.stats import (bootstrap_ci, cluster_bootstrap, cluster_weights, percentile_ci, straddling_clusters,
+                             weighted_rate)
 
 
 def test_two_passages_worked_by_hand():
@@ -39,8 +40,10 @@ def test_strata_are_resampled_separately_worked_by_hand():
     gap = weighted_rate(x, fruit)(w) - weighted_rate(x, ~fruit)(w)
     for value, p in ((1.0, 0.25), (0.5, 0.5), (0.0, 0.25)):
         assert np.isclose(gap, value).mean() == pytest.approx(p, abs=0.015)
-    with pytest.raises(ValueError, match="more than one stratum"):
+    with pytest.raises(ValueError, match=r"\['B'\] lie in more than one stratum"):
         cluster_weights(["A", "B", "B", "C"], n=10, strata=fruit)
+    assert straddling_clusters(["A", "B", "C", "C"], fruit) == []
+    assert straddling_clusters(["A", "B", "B", "C"], fruit) == ["B"]
 
 
 def test_one_item_per_passage_is_the_item_bootstrap():

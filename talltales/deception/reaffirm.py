@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..lm.base import LM
-from ..stats import cluster_weights, percentile_ci, weighted_rate
+from ..stats import cluster_weights, percentile_ci, straddling_clusters, weighted_rate
 from . import formats
 
 OPTIONS = (" 1", " 2")
@@ -74,9 +74,9 @@ def reaffirm_differences(scored: pd.DataFrame, n_boot: int = 2000, seed: int = 0
     fruit = scored["fruit"].astype(int).to_numpy()
     p = scored["p_reaffirm"].astype(float).to_numpy()
     clusters = scored["context"] if "context" in scored.columns else pd.Series(np.arange(len(scored)))
-    strata = pd.Series(t.astype(int) * 2 + fruit)
-    spans = pd.DataFrame({"c": clusters.to_numpy(), "s": strata.to_numpy()}).groupby("c")["s"].nunique()
-    weights = cluster_weights(clusters.to_numpy(), n_boot, seed, strata.to_numpy() if (spans <= 1).all() else None)
+    strata = t.astype(int) * 2 + fruit  # stratified where the passages nest in (truth x subset), else not
+    nested = not straddling_clusters(clusters.to_numpy(), strata)
+    weights = cluster_weights(clusters.to_numpy(), n_boot, seed, strata if nested else None)
     out = {}
     for suffix, flag in DIFF_SUBSETS.items():
         sub = np.ones(len(p), bool) if flag is None else fruit == flag
