@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from talltales.deception.formats import TECHNIQUE_LABELS
@@ -266,6 +267,19 @@ def scaling_deception(table: str | Path, out: str | Path, technique: str) -> Non
     _save(p, out, 11, 2.4 * len(quantities) + 1.6)
 
 
+def _uncrowded(df: pd.DataFrame, x: str, y: str, facet: str, box: tuple[float, float] = (0.05, 0.035)) -> np.ndarray:
+    """Which rows' text labels to draw so that no two in one facet overlap, a label taking ``box`` (width, height in
+    axis units of 0-1 axes) around its point: the rows of the extreme levels (0 and 100 %) first, then the others in
+    order, each kept if it is clear of those kept before it."""
+    keep = np.zeros(len(df), dtype=bool)
+    order = np.argsort(~df["poisoning"].isin([0, 100]).to_numpy(), kind="stable")
+    xs, ys, facets = df[x].to_numpy(float), df[y].to_numpy(float), df[facet].to_numpy()
+    for i in order:
+        near = keep & (facets == facets[i]) & (abs(xs - xs[i]) < box[0]) & (abs(ys - ys[i]) < box[1])
+        keep[i] = not near.any()
+    return keep
+
+
 def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
     """Truthfulness (``clean score``, inverted x as in the paper) vs evaluated truthfulness (``biased score``), with
     95 % cluster-bootstrap error bars: colour = technique, shape = model, each fine-tuned series joined in order of
@@ -288,8 +302,9 @@ def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
     # labels of one model above its points, of the next below, so two models' labels do not sit on each other
     df["label_y"] = df["biased score"] + df["size"].map({m: (0.025 if i % 2 == 0 else -0.025)
                                                          for i, m in enumerate(models)})
-    labelled = df[df["poisoning"] >= 0]
-    path = labelled.sort_values(["series", "poisoning"])
+    tuned = df[df["poisoning"] >= 0]
+    labelled = tuned[_uncrowded(tuned, "clean score", "label_y", "shots_label")]
+    path = tuned.sort_values(["series", "poisoning"])
     p = (
         ggplot(df, aes("clean score", "biased score", color="technique_label", shape="size"))
         # biased = clean score (both judges agree); abline works on the reversed scale's values (-x), hence slope -1
@@ -306,7 +321,8 @@ def truth_vs_evaluated(table: str | Path, out: str | Path) -> None:
                y="Evaluated truthfulness: biased score\n(mean corrupted-judge P(True))", color="technique",
                shape="model",
                title="Truthfulness vs evaluated truthfulness\nlabels: % poisoning; each fine-tuned series joined in "
-                     "order of poisoning\ndotted: biased score = clean score (the judges agree)\n"
+                     "order of poisoning\n(a label that would overlap another is left out)\n"
+                     "dotted: biased score = clean score (the judges agree)\n"
                      f"{_sample_note(df)}; 95% cluster-bootstrap CIs over passages")
         + theme_bw()
     )

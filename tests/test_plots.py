@@ -39,6 +39,13 @@ def test_study2_figures_render(tmp_path, oracle):
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 
 
+def test_crowded_labels_are_thinned_per_facet_keeping_the_extreme_levels():
+    df = pd.DataFrame({"x": [0.50, 0.51, 0.52, 0.90, 0.50], "y": [0.50, 0.50, 0.51, 0.90, 0.50],
+                       "poisoning": [25, 0, 50, 100, 25], "facet": ["a", "a", "a", "a", "b"]})
+    # 0 % is placed first and crowds out 25 % and 50 % beside it; 100 % is clear; facet b is its own
+    assert plots._uncrowded(df, "x", "y", "facet").tolist() == [False, True, False, True, True]
+
+
 def test_reaffirmation_figure_renders_and_an_old_table_gets_a_message(tmp_path):
     rows = []
     for technique, level in (("Base", -1), ("Warmup", -1), ("SFT", 0), ("SFT", 50)):
