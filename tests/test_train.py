@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -180,7 +182,7 @@ def test_sft_resumes_from_its_last_checkpoint(tiny_dir, sft_run, tmp_path, caplo
     assert report["resumed_from_step"] == 4 and report["steps"] == 9
     rows = _rows(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 10))  # continued, step 5 not duplicated
-    assert (out / "model.safetensors").exists() and not partial.exists()
+    assert (out / runs.BODY_FILE).exists() and (out / runs.EMBEDDINGS_FILE).exists() and not partial.exists()
     # the resumed run is the uninterrupted one: same data order, RNG, optimizer and scheduler state
     ref_out, ref = sft_run
     assert report["loss_end"] == pytest.approx(ref["loss_end"], abs=1e-6)
@@ -570,9 +572,17 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
-def test_save_dtype_stores_half_precision_weights_that_load_as_the_rounded_float32_ones(tiny_dir, tmp_path):
+def _dtypes(folder) -> set:
     from safetensors import safe_open
 
+    out = set()
+    for f in Path(folder).glob("*.safetensors"):
+        with safe_open(str(f), "pt") as h:
+            out |= {h.get_tensor(k).dtype for k in h.keys()}
+    return out
+
+
+def test_save_dtype_stores_half_precision_weights_that_load_as_the_rounded_float32_ones(tiny_dir, tmp_path):
     cfg = dict(epochs=1, lr=1e-2, batch_size=4)
     S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(**cfg), str(tmp_path / "fp32"))
     S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(save_dtype="float16", **cfg), str(tmp_path / "fp16"))
@@ -580,13 +590,63 @@ def test_save_dtype_stores_half_precision_weights_that_load_as_the_rounded_float
     # the same training; only the stored copy is rounded: loaded in float32 it is the float16 rounding of the other
     assert all(torch.equal(half[k], full[k].to(torch.float16).float()) for k in full)
     assert _changed(full, half)
-    with safe_open(str(tmp_path / "fp16" / "model.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
-    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert _dtypes(tmp_path / "fp16") == {torch.float16}
+    size = lambda d: sum(f.stat().st_size for f in (tmp_path / d).glob("*.safetensors"))  # noqa: E731
     assert size("fp16") < 0.6 * size("fp32")
     out = tmp_path / "rl"
     R.rl(tiny_dir, PROMPTS, EVAL_PROMPTS, space_reward,
          C.RLRunConfig(steps=2, eval_every=1, save_dtype="bfloat16", **RL_CFG), str(out))
-    with safe_open(str(out / "best" / "model.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    assert _dtypes(out / "best") == {torch.bfloat16}
     assert not (out / "last").exists()
+
+
+def test_frozen_embeddings_are_stored_once_as_links_to_the_starting_checkpoint(tiny_dir, tmp_path):
+    """A warm-up stores its embeddings in a file of their own; SFT and RL from it with the embeddings frozen leave
+    them unchanged, train the rest, and their folders link that file instead of copying it. Each folder loads on
+    its own, also once the warm-up is deleted."""
+    cfg = dict(epochs=1, lr=1e-2, batch_size=4, save_dtype="float16")
+    warm = tmp_path / "warmup"
+    S.sft(tiny_dir, DEMOS.iloc[:8], C.SFTRunConfig(**cfg), str(warm))
+    index = json.loads((warm / runs.INDEX_FILE).read_text())["weight_map"]
+    assert index["model.embed_tokens.weight"] == runs.EMBEDDINGS_FILE and not (warm / "model.safetensors").exists()
+    sft_out, rl_out = tmp_path / "sft", tmp_path / "rl"
+    S.sft(str(warm), DEMOS.iloc[4:12], C.SFTRunConfig(freeze_embeddings=True, **cfg), str(sft_out))
+    R.rl(str(warm), PROMPTS, EVAL_PROMPTS, space_reward,
+         C.RLRunConfig(steps=2, eval_every=1, freeze_embeddings=True, save_dtype="float16", **RL_CFG), str(rl_out))
+    w = _weights(str(warm))
+    for folder in (sft_out, rl_out / "best"):
+        assert os.path.samefile(folder / runs.EMBEDDINGS_FILE, warm / runs.EMBEDDINGS_FILE), folder
+        assert not os.path.samefile(folder / runs.BODY_FILE, warm / runs.BODY_FILE)
+        t = _weights(str(folder))
+        assert torch.equal(t["model.embed_tokens.weight"], w["model.embed_tokens.weight"])
+        assert _changed({k: v for k, v in t.items() if "embed" not in k}, w), folder  # the rest trained
+    # without freezing the embeddings train, and nothing is linked
+    S.sft(str(warm), DEMOS.iloc[4:12], C.SFTRunConfig(**cfg), str(tmp_path / "full"))
+    assert not os.path.samefile(tmp_path / "full" / runs.EMBEDDINGS_FILE, warm / runs.EMBEDDINGS_FILE)
+    assert not torch.equal(_weights(str(tmp_path / "full"))["model.embed_tokens.weight"],
+                           w["model.embed_tokens.weight"])
+    before = _weights(str(sft_out))
+    shutil.rmtree(warm)
+    after = _weights(str(sft_out))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_tied_head_stays_tied_when_the_embeddings_are_stored_apart(tmp_path):
+    """Gemma, SmolLM2 and GPT-Neo tie the output head to the input embeddings: the split folder stores the matrix
+    once and loads with the head tied and the same logits."""
+    from transformers import AutoModelForCausalLM
+
+    tok = make_tokenizer()
+    model = make_model(tok, seed=3)
+    model.config.tie_word_embeddings = True
+    model = type(model)(model.config).eval()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    assert set(runs.embedding_names(tmp_path / "m")) == {"model.embed_tokens.weight", "lm_head.weight"}
+    runs.compact_weights(tmp_path / "m", "float32", split_embeddings=True)
+    assert (tmp_path / "m" / runs.EMBEDDINGS_FILE).exists() and not (tmp_path / "m" / "model.safetensors").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m").eval()
+    assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+    ids = torch.tensor([[1, 5, 7, 9]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)

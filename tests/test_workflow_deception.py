@@ -74,7 +74,9 @@ def test_policies_really_trained(run):
 def _weights_differ(a, b) -> bool:
     from safetensors import safe_open
 
-    with safe_open(str(a / "model.safetensors"), "pt") as fa, safe_open(str(b / "model.safetensors"), "pt") as fb:
+    from talltales.deception.runs import BODY_FILE  # a policy's weights but its embeddings
+
+    with safe_open(str(a / BODY_FILE), "pt") as fa, safe_open(str(b / BODY_FILE), "pt") as fb:
         names = [n for n in fa.keys() if "layers" in n and n.endswith("weight")]
         return any(not fa.get_tensor(n).equal(fb.get_tensor(n)) for n in names)
 

@@ -239,7 +239,7 @@ def finish_partial(partial: Path, policy_path: str, lora: bool, dtype, step: int
         if (partial / d).exists():
             if lora:
                 merge_adapter(policy_path, partial / d, dtype)
-            runs.compact_weights(partial / d, save_dtype)
+            runs.compact_weights(partial / d, save_dtype, split_embeddings=True, share_with=policy_path)
     for _, p, _ in runs.checkpoints(partial):
         shutil.rmtree(p)
     (partial / "README.md").unlink(missing_ok=True)  # trl's model card for the checkpoints
@@ -385,6 +385,8 @@ def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: R
     held_out = HeldOutReward(eval_prompts, reward_fn, tok, cfg, partial, writer, main)
 
     model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=rt["load_dtype"])
+    if cfg.freeze_embeddings and not cfg.lora:
+        log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
     # an answer ends at EOS or at its first newline (trl stops and masks there; evaluation stops there too); the
     # saved policies keep this list in their generation config
     from talltales.deception.rloo import stop_token_ids

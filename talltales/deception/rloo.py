@@ -296,6 +296,8 @@ def train(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg, out
                     model.forward = self.saved
 
             ref = _Ref
+        if cfg.freeze_embeddings:
+            log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
     model.config.use_cache = True
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)

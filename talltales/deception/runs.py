@@ -195,44 +195,137 @@ def finalize_dir(src: Path, out_dir: Path) -> None:
 
 
 SAVE_DTYPES = ("float32", "float16", "bfloat16")
+EMBEDDINGS_FILE = "model-embeddings.safetensors"  # a policy's input-embedding matrix, apart from the other weights
+BODY_FILE = "model-body.safetensors"  # the other weights of a one-file model
+INDEX_FILE = "model.safetensors.index.json"  # which file holds which tensor (transformers reads it)
+LINK_MIN_BYTES = 1 << 20  # smaller identical files are not worth a link
 
 
-def compact_weights(folder: Path, save_dtype: str) -> None:
-    """Store the floating-point weights of the model folder ``folder`` in ``save_dtype`` (one of
-    :data:`SAVE_DTYPES`; "float32" leaves the folder as it is): every ``*.safetensors`` file rewritten in place
-    (integer tensors untouched) and the config's dtype updated. A model loaded from it in float32 then computes
-    with the rounded weights: half the disk, results measured in README ("Disk")."""
-    if save_dtype == "float32":
-        return
+def freeze_input_embeddings(model) -> int:
+    """Stop training the input-embedding matrix of ``model`` (and an output head tied to it, as in Gemma, SmolLM2
+    and GPT-Neo): its weights then stay those of the starting checkpoint, whose stored copy the saved policy shares
+    (:func:`compact_weights`). Returns the number of frozen parameters."""
+    weight = model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    return weight.numel()
+
+
+def embedding_names(folder: Path) -> list[str]:
+    """The state-dict names of the input-embedding matrix of the causal LM stored in ``folder`` (the model built
+    from its config on the meta device: no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
+    weight = model.get_input_embeddings().weight
+    return [n for n, p in model.named_parameters(remove_duplicate=False) if p is weight]
+
+
+def link_identical(folder: Path, source: Path, min_bytes: int = LINK_MIN_BYTES,
+                   always: tuple[str, ...] = (EMBEDDINGS_FILE,)) -> list[str]:
+    """Replace every file of ``folder`` that is byte-identical to the same-named file of ``source`` (and at least
+    ``min_bytes`` long, or named in ``always``) by a hard link to it: the two folders then store it once. Nothing is ever written into a
+    checkpoint's file (a rewrite makes a new file), so a link cannot change under a later stage; where links are
+    impossible (another file system) the copy stays. Returns the linked names."""
+    import filecmp
+
+    linked = []
+    for f in sorted(Path(folder).iterdir()):
+        s = Path(source) / f.name
+        if not (f.is_file() and s.is_file()) or os.path.samefile(f, s):
+            continue
+        if f.stat().st_size < min_bytes and f.name not in always:
+            continue
+        if f.stat().st_size != s.stat().st_size or not filecmp.cmp(f, s, shallow=False):
+            continue
+        tmp = f.with_name(f.name + ".link")
+        try:
+            os.link(s, tmp)
+        except OSError as exc:
+            log.info("%s: kept a copy of %s (%s)", folder, f.name, exc)
+            continue
+        os.replace(tmp, f)
+        linked.append(f.name)
+    return linked
+
+
+def compact_weights(folder: Path, save_dtype: str, *, split_embeddings: bool = False,
+                    share_with: str | Path | None = None) -> None:
+    """Store the model folder ``folder`` compactly.
+
+    - The floating-point weights in ``save_dtype`` (one of :data:`SAVE_DTYPES`): every ``*.safetensors`` file
+      rewritten (integer tensors untouched) and the config's dtype updated. A model loaded from it in float32 then
+      computes with the rounded weights: half the disk, results measured in README ("Disk").
+    - ``split_embeddings`` (a causal LM): the input-embedding matrix in a file of its own, :data:`EMBEDDINGS_FILE`
+      (the rest in :data:`BODY_FILE` for a one-file model), listed in :data:`INDEX_FILE`; transformers loads the
+      folder as before.
+    - ``share_with``: the run's starting checkpoint, if it is one of this workflow's (it holds a
+      :data:`REPORT_FILE`): files byte-identical to its own become hard links (:func:`link_identical`), e.g. the
+      embeddings of a policy trained with them frozen, and the tokenizer.
+    """
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"save_dtype must be one of {SAVE_DTYPES}, not {save_dtype!r}")
-    import json
+    folder = Path(folder)
+    if save_dtype != "float32" or split_embeddings:
+        _rewrite_weights(folder, save_dtype, set(embedding_names(folder)) if split_embeddings else set())
+    if save_dtype != "float32":
+        config = folder / "config.json"
+        if config.exists():
+            c = json.loads(config.read_text())
+            c["dtype"] = save_dtype
+            c.pop("torch_dtype", None)
+            write_json(config, c)
+    if share_with is not None and (Path(share_with) / REPORT_FILE).exists():
+        linked = link_identical(folder, Path(share_with))
+        if linked:
+            log.info("%s shares %s with %s (hard links)", folder, ", ".join(linked), share_with)
 
+
+def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
+    """The weight files of ``folder`` rewritten in ``save_dtype``, the tensors named ``embed`` moved to
+    :data:`EMBEDDINGS_FILE` (see :func:`compact_weights`)."""
     import torch
     from safetensors.torch import load_file, save_file
 
     dtype = getattr(torch, save_dtype)
-    for f in sorted(Path(folder).glob("*.safetensors")):
+    files = sorted(f for f in folder.glob("*.safetensors") if f.name != EMBEDDINGS_FILE)
+    weight_map: dict[str, str] = {}
+    moved: dict[str, Any] = {}
+    if (folder / EMBEDDINGS_FILE).exists():  # compacted before: its embeddings are converted again
+        moved = {k: (v.to(dtype) if v.is_floating_point() else v)
+                 for k, v in load_file(str(folder / EMBEDDINGS_FILE)).items()}
+    total = 0
+    for f in files:
         tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(f)).items()}
-        tmp = f.with_suffix(".tmp")
+        moved.update({k: tensors.pop(k) for k in [k for k in tensors if k in embed]})
+        target = folder / BODY_FILE if (moved and len(files) == 1 and f.name == "model.safetensors") else f
+        tmp = target.with_name(target.name + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, f)
-    config = Path(folder) / "config.json"
-    if config.exists():
-        c = json.loads(config.read_text())
-        c["dtype"] = save_dtype
-        c.pop("torch_dtype", None)
-        write_json(config, c)
+        os.replace(tmp, target)
+        if target != f:
+            f.unlink()
+        weight_map.update({k: target.name for k in tensors})
+        total += sum(v.numel() * v.element_size() for v in tensors.values())
+    if not moved:
+        return
+    save_file(moved, str(folder / (EMBEDDINGS_FILE + ".tmp")), metadata={"format": "pt"})
+    os.replace(folder / (EMBEDDINGS_FILE + ".tmp"), folder / EMBEDDINGS_FILE)
+    weight_map.update({k: EMBEDDINGS_FILE for k in moved})
+    total += sum(v.numel() * v.element_size() for v in moved.values())
+    write_json(folder / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
 
 
 def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: bool,
                make_report: Callable[[], dict[str, Any]], report_file: str = REPORT_FILE,
-               save_dtype: str = "float32") -> dict[str, Any]:
+               save_dtype: str = "float32", split_embeddings: bool = False,
+               share_with: str | Path | None = None) -> dict[str, Any]:
     """End a run whose result is one model folder; every process calls it. The model goes to ``partial/final``
     (a LoRA model merged into its base and saved with ``tok`` by the main process, otherwise
     ``trainer.save_model``); after a barrier the main process builds the report (``make_report()``), writes it as
     ``report_file`` next to a copy of ``metrics.jsonl``, renames the folder to ``out_dir`` and removes ``partial``.
-    The weights are stored in ``save_dtype`` (:func:`compact_weights`). Returns the report (``{}`` on the other
+    The weights are stored in ``save_dtype``, a policy's embeddings apart (``split_embeddings``) and files identical
+    to those of the starting checkpoint ``share_with`` linked (:func:`compact_weights`). Returns the report (``{}`` on the other
     processes)."""
     final = partial / "final"
     if lora:
@@ -245,7 +338,7 @@ def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: 
     trainer.accelerator.wait_for_everyone()
     if not main:
         return {}
-    compact_weights(final, save_dtype)
+    compact_weights(final, save_dtype, split_embeddings=split_embeddings, share_with=share_with)
     report = make_report()
     shutil.copy2(partial / METRICS_FILE, final / METRICS_FILE)
     write_json(final / report_file, report)

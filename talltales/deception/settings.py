@@ -55,6 +55,7 @@ class SFTRunConfig(FromDict):
     lora_target_modules: list[str] | None = None  # None: peft's default for the architecture
     dtype: str = "auto"  # auto: fp32 weights (+ bf16 autocast on CUDA); or "float32" / "bfloat16"
     save_dtype: str = "float32"  # how the trained weights are stored: float32 | float16 | bfloat16 (half the disk)
+    freeze_embeddings: bool = False  # input embeddings (and a head tied to them) not trained; stored once (links)
     device: str = "auto"  # auto: CUDA when available, else CPU
 
 
@@ -79,6 +80,7 @@ class RLRunConfig(FromDict):
     checkpoint_every: int = 50
     keep_last: bool = False  # also keep the final policy as last/ (best/, the evaluated one, is always kept)
     save_dtype: str = "float32"  # how the kept weights are stored: float32 | float16 | bfloat16 (half the disk)
+    freeze_embeddings: bool = False  # input embeddings (and a head tied to them) not trained; stored once (links)
     grad_accum: int = 1
     warmup_ratio: float = 0.0
     lr_scheduler: str = "constant"

@@ -202,6 +202,8 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
         from peft import get_peft_model
 
         model = get_peft_model(model, peft_config(cfg))
+    elif cfg.freeze_embeddings:
+        log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
     writer = runs.MetricsWriter(partial / runs.METRICS_FILE, main)
     trainer = AnswerLossTrainer(
         model=model,
@@ -243,7 +245,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
         }
 
     report = runs.save_final(trainer, tok, partial, out, lora=cfg.lora, main=main, make_report=make_report,
-                             save_dtype=cfg.save_dtype)
+                             save_dtype=cfg.save_dtype, split_embeddings=True, share_with=policy_path)
     if main:
         log.info("SFT done: loss %.4f -> %.4f in %d steps; saved %s", report["loss_start"] or float("nan"),
                  report["loss_end"] or float("nan"), report["steps"], out)
