@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import SNAKEFILE, make_config, planned_rules, snakemake, write_config
+from talltales.deception.runs import EMBEDDINGS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +70,8 @@ def test_policies_really_trained(run):
         assert (rl_dir / "best" / "config.json").exists()
         warm_dir = wd / f"results/deception/policies/warmup/{policy}/seed62"
         assert _weights_differ(rl_dir / "best", warm_dir), "RL left weights unchanged"
+        # the test config freezes the embeddings in RL: its policy links the warm-up's copy instead of storing one
+        assert os.path.samefile(rl_dir / "best" / EMBEDDINGS_FILE, warm_dir / EMBEDDINGS_FILE)
 
 
 def _weights_differ(a, b) -> bool:
