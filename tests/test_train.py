@@ -650,3 +650,31 @@ def test_a_tied_head_stays_tied_when_the_embeddings_are_stored_apart(tmp_path):
     ids = torch.tensor([[1, 5, 7, 9]])
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+def test_compacting_keeps_a_half_precision_model_as_it_is_and_a_fresh_save_replaces_an_earlier_split(tmp_path):
+    """float32 means "leave the weights as they are": a bfloat16 model split apart stays bfloat16. A model saved
+    again into a folder that holds an earlier split (a run killed after compacting, then resumed) is the only
+    source afterwards: its new weights load, embeddings included. A `.link` file left by a killed run does not stop
+    a link."""
+    from transformers import AutoModelForCausalLM
+
+    tok = make_tokenizer()
+    folder = tmp_path / "m"
+    make_model(tok, seed=1).to(torch.bfloat16).save_pretrained(folder)
+    runs.compact_weights(folder, "float32", split_embeddings=True)
+    assert _dtypes(folder) == {torch.bfloat16}
+    new = make_model(tok, seed=2)
+    new.save_pretrained(folder)  # beside the earlier split's files
+    runs.compact_weights(folder, "float16", split_embeddings=True)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    want = {k: v.to(torch.float16).float() for k, v in new.state_dict().items()}
+    assert all(torch.equal(loaded.state_dict()[k], want[k]) for k in want)
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == [runs.BODY_FILE, runs.EMBEDDINGS_FILE]
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / (runs.EMBEDDINGS_FILE + ".link")).write_text("left by a killed run")
+    (folder / runs.REPORT_FILE).write_text("{}")
+    runs.compact_weights(copy, "float16", share_with=folder)
+    assert os.path.samefile(copy / runs.EMBEDDINGS_FILE, folder / runs.EMBEDDINGS_FILE)
+    assert not (copy / (runs.EMBEDDINGS_FILE + ".link")).exists()

@@ -406,6 +406,9 @@ def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: R
              cfg.steps, cfg.batch_size, cfg.num_generations, cfg.kl_beta, rt["device"], ", bf16" if rt["bf16"] else "")
     trainer.train(resume_from_checkpoint=resume)
     held_out.finish(args, trainer.state, trainer.control)
+    if main and (partial / "last").exists():  # left by a run killed while finishing: its files may be links
+        shutil.rmtree(partial / "last")
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(partial / "last"))
     trainer.accelerator.wait_for_everyone()
 

@@ -240,6 +240,7 @@ def link_identical(folder: Path, source: Path, min_bytes: int = LINK_MIN_BYTES,
         if f.stat().st_size != s.stat().st_size or not filecmp.cmp(f, s, shallow=False):
             continue
         tmp = f.with_name(f.name + ".link")
+        tmp.unlink(missing_ok=True)  # left by a run killed here
         try:
             os.link(s, tmp)
         except OSError as exc:
@@ -283,37 +284,62 @@ def compact_weights(folder: Path, save_dtype: str, *, split_embeddings: bool = F
 
 
 def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
-    """The weight files of ``folder`` rewritten in ``save_dtype``, the tensors named ``embed`` moved to
-    :data:`EMBEDDINGS_FILE` (see :func:`compact_weights`)."""
+    """The weight files of ``folder`` rewritten in ``save_dtype`` (float32: tensors left as they are), the tensors
+    named ``embed`` moved to :data:`EMBEDDINGS_FILE` (see :func:`compact_weights`).
+
+    In an order that leaves a loadable folder at every moment, so that a run killed here and resumed loses nothing:
+    every rewritten file is first written beside its original (``.tmp``); then the embeddings file, the index and
+    the rewritten files take their places; a one-file model's ``model.safetensors``, which transformers prefers
+    to the index, goes last. A folder freshly saved over an earlier split (``model.safetensors`` present) has the
+    earlier split's files removed first: the new save is the only source."""
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    dtype = getattr(torch, save_dtype)
-    files = sorted(f for f in folder.glob("*.safetensors") if f.name != EMBEDDINGS_FILE)
+    cast = None if save_dtype == "float32" else getattr(torch, save_dtype)
+
+    def converted(tensors: dict) -> dict:
+        return {k: (v.to(cast) if cast is not None and v.is_floating_point() else v) for k, v in tensors.items()}
+
+    single = folder / "model.safetensors"
+    if single.exists():
+        for stale in (EMBEDDINGS_FILE, BODY_FILE, INDEX_FILE):
+            (folder / stale).unlink(missing_ok=True)
+    moved = converted(load_file(str(folder / EMBEDDINGS_FILE))) if (folder / EMBEDDINGS_FILE).exists() else {}
+    files = sorted(f for f in folder.glob("*.safetensors") if f.name not in (EMBEDDINGS_FILE,))
     weight_map: dict[str, str] = {}
-    moved: dict[str, Any] = {}
-    if (folder / EMBEDDINGS_FILE).exists():  # compacted before: its embeddings are converted again
-        moved = {k: (v.to(dtype) if v.is_floating_point() else v)
-                 for k, v in load_file(str(folder / EMBEDDINGS_FILE)).items()}
     total = 0
+    pending: list[tuple[Path, Path]] = []  # (rewritten copy, its place)
     for f in files:
-        tensors = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in load_file(str(f)).items()}
+        with safe_open(str(f), "pt") as h:
+            names = list(h.keys())
+            if cast is None and not embed.intersection(names):  # nothing to change in this file
+                weight_map.update({k: f.name for k in names})
+                total += sum(t.numel() * t.element_size() for t in map(h.get_tensor, names))
+                continue
+        tensors = converted(load_file(str(f)))
         moved.update({k: tensors.pop(k) for k in [k for k in tensors if k in embed]})
-        target = folder / BODY_FILE if (moved and len(files) == 1 and f.name == "model.safetensors") else f
+        target = folder / BODY_FILE if (f == single and embed.intersection(names)) else f
         tmp = target.with_name(target.name + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, target)
-        if target != f:
-            f.unlink()
+        pending.append((tmp, target))
         weight_map.update({k: target.name for k in tensors})
         total += sum(v.numel() * v.element_size() for v in tensors.values())
-    if not moved:
-        return
-    save_file(moved, str(folder / (EMBEDDINGS_FILE + ".tmp")), metadata={"format": "pt"})
-    os.replace(folder / (EMBEDDINGS_FILE + ".tmp"), folder / EMBEDDINGS_FILE)
-    weight_map.update({k: EMBEDDINGS_FILE for k in moved})
-    total += sum(v.numel() * v.element_size() for v in moved.values())
-    write_json(folder / INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    if embed and not moved:
+        log.warning("%s: no tensor named %s to store apart; the weights stay as they are", folder, sorted(embed))
+    if moved:
+        tmp = folder / (EMBEDDINGS_FILE + ".tmp")
+        save_file(moved, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, folder / EMBEDDINGS_FILE)
+        weight_map.update({k: EMBEDDINGS_FILE for k in moved})
+        total += sum(v.numel() * v.element_size() for v in moved.values())
+    if moved or (folder / INDEX_FILE).exists():
+        write_json(folder / INDEX_FILE, {"metadata": {"total_size": total},
+                                         "weight_map": dict(sorted(weight_map.items()))})
+    for tmp, target in pending:
+        os.replace(tmp, target)
+    if single.exists() and moved:
+        single.unlink()
 
 
 def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: bool,
@@ -328,6 +354,9 @@ def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: 
     to those of the starting checkpoint ``share_with`` linked (:func:`compact_weights`). Returns the report (``{}`` on the other
     processes)."""
     final = partial / "final"
+    if main and final.exists():  # left by a run killed while saving: never write into it (its files may be links)
+        shutil.rmtree(final)
+    trainer.accelerator.wait_for_everyone()
     if lora:
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         if main:
