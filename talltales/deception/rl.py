@@ -386,7 +386,7 @@ def _rl_trl(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg: R
 
     model = AutoModelForCausalLM.from_pretrained(policy_path, dtype=rt["load_dtype"])
     if cfg.freeze_embeddings and not cfg.lora:
-        log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
+        runs.freeze_input_embeddings(model)
     # an answer ends at EOS or at its first newline (trl stops and masks there; evaluation stops there too); the
     # saved policies keep this list in their generation config
     from talltales.deception.rloo import stop_token_ids

@@ -297,7 +297,7 @@ def train(policy_path: str, prompts, eval_prompts, reward_fn: RewardFn, cfg, out
 
             ref = _Ref
         if cfg.freeze_embeddings:
-            log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
+            runs.freeze_input_embeddings(model)
     model.config.use_cache = True
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)

@@ -204,9 +204,10 @@ LINK_MIN_BYTES = 1 << 20  # smaller identical files are not worth a link
 def freeze_input_embeddings(model) -> int:
     """Stop training the input-embedding matrix of ``model`` (and an output head tied to it, as in Gemma, SmolLM2
     and GPT-Neo): its weights then stay those of the starting checkpoint, whose stored copy the saved policy shares
-    (:func:`compact_weights`). Returns the number of frozen parameters."""
+    (:func:`compact_weights`). Logs and returns the number of frozen parameters."""
     weight = model.get_input_embeddings().weight
     weight.requires_grad_(False)
+    log.info("input embeddings frozen (%d parameters)", weight.numel())
     return weight.numel()
 
 
@@ -225,9 +226,9 @@ def embedding_names(folder: Path) -> list[str]:
 def link_identical(folder: Path, source: Path, min_bytes: int = LINK_MIN_BYTES,
                    always: tuple[str, ...] = (EMBEDDINGS_FILE,)) -> list[str]:
     """Replace every file of ``folder`` that is byte-identical to the same-named file of ``source`` (and at least
-    ``min_bytes`` long, or named in ``always``) by a hard link to it: the two folders then store it once. Nothing is ever written into a
-    checkpoint's file (a rewrite makes a new file), so a link cannot change under a later stage; where links are
-    impossible (another file system) the copy stays. Returns the linked names."""
+    ``min_bytes`` long, or named in ``always``) by a hard link to it: the two folders then store it once. Nothing
+    is ever written into a checkpoint's file (a rewrite makes a new file), so a link cannot change under a later
+    stage; where links are impossible (another file system) the copy stays. Returns the linked names."""
     import filecmp
 
     linked = []
@@ -301,6 +302,9 @@ def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
     def converted(tensors: dict) -> dict:
         return {k: (v.to(cast) if cast is not None and v.is_floating_point() else v) for k, v in tensors.items()}
 
+    def nbytes(tensors) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     single = folder / "model.safetensors"
     if single.exists():
         for stale in (EMBEDDINGS_FILE, BODY_FILE, INDEX_FILE):
@@ -315,7 +319,7 @@ def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
             names = list(h.keys())
             if cast is None and not embed.intersection(names):  # nothing to change in this file
                 weight_map.update({k: f.name for k in names})
-                total += sum(t.numel() * t.element_size() for t in map(h.get_tensor, names))
+                total += nbytes(map(h.get_tensor, names))
                 continue
         tensors = converted(load_file(str(f)))
         moved.update({k: tensors.pop(k) for k in [k for k in tensors if k in embed]})
@@ -324,7 +328,7 @@ def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
         pending.append((tmp, target))
         weight_map.update({k: target.name for k in tensors})
-        total += sum(v.numel() * v.element_size() for v in tensors.values())
+        total += nbytes(tensors.values())
     if embed and not moved:
         log.warning("%s: no tensor named %s to store apart; the weights stay as they are", folder, sorted(embed))
     if moved:
@@ -332,7 +336,7 @@ def _rewrite_weights(folder: Path, save_dtype: str, embed: set[str]) -> None:
         save_file(moved, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, folder / EMBEDDINGS_FILE)
         weight_map.update({k: EMBEDDINGS_FILE for k in moved})
-        total += sum(v.numel() * v.element_size() for v in moved.values())
+        total += nbytes(moved.values())
     if moved or (folder / INDEX_FILE).exists():
         write_json(folder / INDEX_FILE, {"metadata": {"total_size": total},
                                          "weight_map": dict(sorted(weight_map.items()))})
@@ -351,8 +355,8 @@ def save_final(trainer, tok, partial: Path, out_dir: Path, *, lora: bool, main: 
     ``trainer.save_model``); after a barrier the main process builds the report (``make_report()``), writes it as
     ``report_file`` next to a copy of ``metrics.jsonl``, renames the folder to ``out_dir`` and removes ``partial``.
     The weights are stored in ``save_dtype``, a policy's embeddings apart (``split_embeddings``) and files identical
-    to those of the starting checkpoint ``share_with`` linked (:func:`compact_weights`). Returns the report (``{}`` on the other
-    processes)."""
+    to those of the starting checkpoint ``share_with`` linked (:func:`compact_weights`). Returns the report (``{}``
+    on the other processes)."""
     final = partial / "final"
     if main and final.exists():  # left by a run killed while saving: never write into it (its files may be links)
         shutil.rmtree(final)

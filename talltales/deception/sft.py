@@ -203,7 +203,7 @@ def sft(policy_path: str, rows, cfg: SFTRunConfig, out_dir: str, *, val_rows=Non
 
         model = get_peft_model(model, peft_config(cfg))
     elif cfg.freeze_embeddings:
-        log.info("input embeddings frozen (%d parameters)", runs.freeze_input_embeddings(model))
+        runs.freeze_input_embeddings(model)
     writer = runs.MetricsWriter(partial / runs.METRICS_FILE, main)
     trainer = AnswerLossTrainer(
         model=model,
