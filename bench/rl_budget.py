@@ -27,14 +27,9 @@ from pathlib import Path
 
 import yaml
 
+from talltales.config import deep_merge
+
 RATES = ("oracle falsehoods fruit", "oracle falsehoods other", "fr_diff", "falsehood_gap")
-
-
-def merge(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` key by key, nested mappings too (how ``--configfile`` updates config.yaml)."""
-    for k, v in over.items():
-        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
 
 
 def heldout_curve(rl_dir: Path, eval_prompts) -> list[dict]:
@@ -82,7 +77,7 @@ def main() -> int:
     here = Path.cwd()
     cfg = yaml.safe_load((here / "config.yaml").read_text())
     for f in args.configfile:
-        cfg = merge(cfg, yaml.safe_load((here / f).read_text()) or {})
+        cfg = deep_merge(cfg, yaml.safe_load((here / f).read_text()) or {})
     out = Path(args.out).resolve()
     os.chdir(args.run_dir)  # the run's relative paths (results/, resources/) from here on
     cfg = ttc.validate(cfg, source="config.yaml + " + " + ".join(args.configfile) if args.configfile else "config.yaml")

@@ -7,6 +7,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 import talltales.config as ttc
+import talltales.lm.spend
 import talltales.faults as faults
 import talltales.slurm
 
@@ -18,6 +19,10 @@ try:
 except ttc.ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}")
 validate(config, schema=str(ttc.SCHEMA_PATH))
+
+# The spending cap of paid API requests lives in its ledger (outside the DAG, like the response cache), where every
+# job's backend reads it: raising it after a stop reruns only the jobs that did not finish.
+talltales.lm.spend.publish_cap(config.get("spending"))
 
 MODELS = config["models"]
 MODELS_DIR = config["paths"]["models_dir"]
@@ -75,25 +80,54 @@ def model_entry(name):
 STAGE_RESOURCES = dict(gpus=0, cpus_per_gpu=8, mem_mb=16000, runtime=120, nodes=1)
 
 
-def stage_resources(spec, multinode=True):
-    """`resources:` of a training stage from its config entry SPEC (gpus, cpus_per_gpu, mem_mb, runtime, nodes):
-    memory and runtime grow with the retry attempt. A stage over several nodes (nodes > 1, and MULTINODE) also
-    gets one Slurm task per node and `mpi`, so the jobstep runs the rule unwrapped on the first node and the rule
-    starts one `accelerate launch` per node itself with `srun` (talltales.deception.stages); nothing for one
-    node: the keys' mere presence would switch the Slurm plugin to MPI mode."""
-    res = dict(STAGE_RESOURCES, **spec)
+def _grown(value_of, key):
+    """A resource that grows with the retry attempt: VALUE_OF(wildcards)[KEY] x attempt."""
 
-    def grown(key):
-        def value(wildcards, attempt):
-            return res[key] * attempt
+    def value(wildcards, attempt):
+        return value_of(wildcards)[key] * attempt
 
-        return value
+    return value
 
-    out = dict(gpu=res["gpus"], cpus_per_gpu=res["cpus_per_gpu"], mem_mb=grown("mem_mb"), runtime=grown("runtime"))
-    if multinode and res["nodes"] > 1:
-        out.update(nodes=res["nodes"], tasks=res["nodes"], mpi="srun")
+
+def stage_resources(spec, per_job=None, multinode=True):
+    """`resources:` of a training stage from its config entry SPEC (gpus, cpus_per_gpu, mem_mb, runtime, nodes),
+    with PER_JOB(wildcards) over it where given (one policy's entry, without nodes): memory and runtime grow with
+    the retry attempt. A stage over several nodes (nodes > 1, and MULTINODE) also gets one Slurm task per node
+    and `mpi`, so the jobstep runs the rule unwrapped on the first node and the rule starts one `accelerate
+    launch` per node itself with `srun` (talltales.deception.stages); nothing for one node: the keys' mere
+    presence would switch the Slurm plugin to MPI mode."""
+    base = dict(STAGE_RESOURCES, **{k: v for k, v in spec.items() if v is not None})
+
+    def res(wildcards):
+        over = per_job(wildcards) if per_job else {}
+        return dict(base, **{k: v for k, v in over.items() if v is not None})
+
+    out = dict(gpu=lambda wildcards: res(wildcards)["gpus"],
+               cpus_per_gpu=lambda wildcards: res(wildcards)["cpus_per_gpu"],
+               mem_mb=_grown(res, "mem_mb"), runtime=_grown(res, "runtime"))
+    if multinode and base["nodes"] > 1:
+        out.update(nodes=base["nodes"], tasks=base["nodes"], mpi="srun")
     return out
 
+
+# Inference jobs (generation, checks, scoring, evaluation) of a registry model without a `resources:` entry.
+INFERENCE_RESOURCES = dict(gpus=0, mem_mb=6000, runtime=60)
+
+
+def inference_resources(model=None, wildcard=None, hf_gpus=0, **defaults):
+    """`resources:` of a job that loads registry model MODEL (or the one wildcard WILDCARD names) for inference:
+    the rule's defaults (INFERENCE_RESOURCES, DEFAULTS, HF_GPUS GPUs for an hf model) with the model's
+    `models.NAME.resources` over them; memory and runtime grow with the retry attempt."""
+
+    def res(wildcards):
+        name = model if model is not None else wildcards[wildcard]
+        entry = config["models"][name]
+        out = dict(INFERENCE_RESOURCES, gpus=hf_gpus if entry["backend"] == "hf" else 0, **defaults)
+        out.update({k: v for k, v in (entry.get("resources") or {}).items() if v is not None})
+        return out
+
+    return dict(gpu=lambda wildcards: res(wildcards)["gpus"], mem_mb=_grown(res, "mem_mb"),
+                runtime=_grown(res, "runtime"))
 
 
 def check_fault_injection(rule_names):

@@ -12,6 +12,11 @@ def fmt_level(level):
 LEVELS = [fmt_level(x) for x in DEC["poisoning"]]
 RUNS = [f"p{level}" for level in LEVELS]  # trained checkpoints; the base model and warm-up run "untuned"
 POLICIES = list(DEC["policies"])
+# What each policy is trained with (deception.policy_settings.POLICY.techniques): RL policies also get a warm-up.
+from talltales.deception.checks import techniques as _techniques
+
+TRAINED_WITH = {t: [p for p in POLICIES if t in _techniques(DEC, p)] for t in ("sft", "rl")}
+TRAINED_WITH["warmup"] = TRAINED_WITH["rl"]
 # Training seeds: warm-up, SFT and RL run once per seed (wildcard {seed}); data, evaluation sets and judges use
 # the study seed deception.seed and are shared by all of them. Default: the study seed alone.
 SEEDS = [str(s) for s in (DEC["seeds"] or [DEC["seed"]])]
@@ -19,8 +24,6 @@ JUDGE_BACKBONE = DEC["judge"]["backbone"]
 SHOTS = [str(s) for s in DEC["eval"]["shots"]]
 ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
 FRUIT_GENERATOR = DEC["fruit"]["generator"] if DEC["fruit"]["source"] == "lm" else None
-# How training stages start their processes (talltales.deception.launch.run_stage): a param, so edits rerun them.
-LAUNCH = {"mode": DEC.get("launch", "auto"), "accelerate_config": DEC.get("accelerate_config")}
 
 
 wildcard_constraints:
@@ -83,7 +86,7 @@ def policy_dir(technique, policy="{policy}", run="p{level}", seed="{seed}"):
     return f"results/deception/policies/{technique}/{policy}/seed{seed}/{run}"
 
 
-RL_RUNS = [{"model": p, "poisoning": float(x), "seed": int(s)} for p in POLICIES for x in DEC["poisoning"]
+RL_RUNS = [{"model": p, "poisoning": float(x), "seed": int(s)} for p in TRAINED_WITH["rl"] for x in DEC["poisoning"]
            for s in SEEDS]  # rl_curves.png
 
 
@@ -107,6 +110,8 @@ def mrc_inputs(wildcards):
     files = model_files(JUDGE_BACKBONE)
     if DEC["mrc"]["source"] == "file":
         files += [DEC["mrc"]["train_file"], DEC["mrc"]["val_file"]]
+    if DEC["mrc"]["source"] == "hf" and Path(DEC["mrc"]["hf_id"]).is_dir():  # a local copy: edits rerun the stage
+        files += [DEC["mrc"]["hf_id"]]
     if ANSWERABILITY:
         files += model_files(ANSWERABILITY)
     return files
@@ -114,8 +119,26 @@ def mrc_inputs(wildcards):
 
 # ------------------------------------------------------------------ rules/deception_judges.smk, deception_policies.smk
 def training_resources(stage, multinode=True):
-    """`resources:` of training stage STAGE from deception.resources.STAGE (common.smk: stage_resources)."""
-    return stage_resources(DEC["resources"].get(stage, {}), multinode=multinode)
+    """`resources:` of training stage STAGE from deception.resources.STAGE, with the job's policy's
+    deception.policy_settings.POLICY.resources.STAGE over it (common.smk: stage_resources)."""
+    from talltales.deception.checks import stage_resources as of_policy
+
+    per_policy = None if stage == "judge" else (lambda wildcards: of_policy(DEC, stage, wildcards.policy))
+    return stage_resources(DEC["resources"].get(stage, {}), per_policy, multinode=multinode)
+
+
+def launch_of(stage):
+    """`params: launch` of training stage STAGE (talltales.deception.launch.run_stage): the mode and the
+    accelerate config file, deception.resources.STAGE.accelerate_config (or the policy's) over
+    deception.accelerate_config; a param, so edits rerun the stage."""
+    from talltales.deception.checks import stage_resources as of_policy
+
+    def launch(wildcards):
+        policy = None if stage == "judge" else wildcards.policy
+        chosen = of_policy(DEC, stage, policy).get("accelerate_config")
+        return {"mode": DEC.get("launch", "auto"), "accelerate_config": chosen or DEC.get("accelerate_config")}
+
+    return launch
 
 
 def training_seed(wildcards):
@@ -152,8 +175,10 @@ def eval_level(wildcards):
 def deception_answer_files(techniques=("sft", "rl")):
     """The answer files of TECHNIQUES at every level and training seed, of the warmed-up models per seed, and of
     the untuned Base models."""
-    files = expand(ANSWERS, policy=POLICIES, technique=techniques, seed=SEEDS, run=RUNS, shots=SHOTS)
-    files += expand(ANSWERS, policy=POLICIES, technique="warmup", seed=SEEDS, run="untuned", shots=SHOTS)
+    files = [f for t in techniques
+             for f in expand(ANSWERS, policy=TRAINED_WITH[t], technique=t, seed=SEEDS, run=RUNS, shots=SHOTS)]
+    files += expand(ANSWERS, policy=TRAINED_WITH["warmup"], technique="warmup", seed=SEEDS, run="untuned",
+                    shots=SHOTS)
     return files + expand(BASE_ANSWERS, policy=POLICIES, shots=SHOTS)
 
 
@@ -162,6 +187,7 @@ def deception_technique_answers(wildcards):
 
 
 def reaffirmation_files():
-    files = expand(REAFFIRMATION, policy=POLICIES, technique=("sft", "rl"), seed=SEEDS, run=RUNS)
-    files += expand(REAFFIRMATION, policy=POLICIES, technique="warmup", seed=SEEDS, run="untuned")
+    files = [f for t in ("sft", "rl") for f in expand(REAFFIRMATION, policy=TRAINED_WITH[t], technique=t,
+                                                         seed=SEEDS, run=RUNS)]
+    files += expand(REAFFIRMATION, policy=TRAINED_WITH["warmup"], technique="warmup", seed=SEEDS, run="untuned")
     return files + expand(BASE_REAFFIRMATION, policy=POLICIES)

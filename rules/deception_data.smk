@@ -17,6 +17,8 @@ rule deception_mrc:
         cache=CACHE,
     log:
         "logs/deception/data/mrc.log",
+    resources:  # the answerability filter's LM, where one is set
+        **(inference_resources(ANSWERABILITY, hf_gpus=1) if ANSWERABILITY else {}),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -37,6 +39,8 @@ rule deception_fruit:
         cache=CACHE,
     log:
         "logs/deception/data/fruit.log",
+    resources:  # the fruit generator's LM, where one is set
+        **(inference_resources(FRUIT_GENERATOR, hf_gpus=1) if FRUIT_GENERATOR else {}),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -28,6 +28,8 @@ rule deception_eval:
     log:
         "logs/deception/eval/{policy}/{technique}/seed{seed}/{run}.log",
     threads: 1
+    resources:
+        **inference_resources(wildcard="policy", hf_gpus=1, mem_mb=8000),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -13,7 +13,7 @@ rule deception_train_judge:
         judge=DEC["judge"],
         seed=DEC["seed"],
         max_length=DEC["mrc"]["max_judge_tokens"],
-        launch=LAUNCH,
+        launch=launch_of("judge"),
     log:
         "logs/deception/judges/{judge}.log",
     benchmark:
@@ -37,6 +37,8 @@ rule deception_evaluate_judges:
     log:
         "logs/deception/judges/eval_report.log",
     threads: 2
+    resources:
+        **inference_resources(JUDGE_BACKBONE, hf_gpus=1, mem_mb=8000),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -13,7 +13,7 @@ rule deception_warmup:
         model=entry_of("policy"),
         train=policy_settings("warmup"),
         seed=training_seed,
-        launch=LAUNCH,
+        launch=launch_of("warmup"),
     log:
         "logs/deception/policies/warmup/{policy}/seed{seed}.log",
     benchmark:
@@ -37,7 +37,7 @@ rule deception_sft:
         model=entry_of("policy"),
         train=policy_settings("sft"),
         seed=training_seed,
-        launch=LAUNCH,
+        launch=launch_of("sft"),
     log:
         "logs/deception/policies/sft/{policy}/seed{seed}/p{level}.log",
     benchmark:
@@ -62,7 +62,7 @@ rule deception_rl:
     params:
         train=policy_settings("rl"),
         seed=training_seed,
-        launch=LAUNCH,
+        launch=launch_of("rl"),
     log:
         "logs/deception/policies/rl/{policy}/seed{seed}/p{level}.log",
     benchmark:

@@ -24,8 +24,7 @@ rule mwe_longlist:
         "benchmarks/mwe/longlist.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=120,
+        **inference_resources(MWE["longlist"]["generator"], hf_gpus=1, runtime=120),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -51,8 +50,7 @@ rule mwe_label_check:
         "benchmarks/mwe/label_check.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **inference_resources(MWE["label_check"]["checker"], hf_gpus=1),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -101,8 +99,7 @@ rule mwe_harsh_check:
         "benchmarks/mwe/harsh_check{strict}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **inference_resources(MWE["harsh_check"]["checker"], hf_gpus=1),
     conda:
         "../envs/talltales.yaml"
     script:
@@ -128,8 +125,7 @@ rule mwe_eval:
         "benchmarks/mwe/eval/{dataset}/{model}.tsv"
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=60,
+        **inference_resources(wildcard="model", hf_gpus=1),
     conda:
         "../envs/talltales.yaml"
     script:

@@ -47,6 +47,17 @@ def _materialize(args) -> int:
     return 0
 
 
+def _shrink(args) -> int:
+    from .shrink import shrink_file
+
+    base = None if args.base == "none" else args.base
+    done = shrink_file(args.config, args.out, base=base)
+    for name, to in done["replaced"].items():
+        print(f"{name} -> {to}")
+    print(f"wrote {done['path']}: snakemake -c2 --configfile {done['path']} all")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talltales", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("model")
     m.add_argument("--config", default="config.yaml")
     m.set_defaults(func=_materialize)
+    k = sub.add_parser("shrink", help="write the laptop-sized twin of a config (embedded models, test sizes, no "
+                                      "resource requests; the study's structure kept)")
+    k.add_argument("config", help="a config file, e.g. configs/tall_tales_paper.yaml")
+    k.add_argument("--out", required=True, help="where to write the twin (a complete config, for --configfile)")
+    k.add_argument("--base", default="config.yaml",
+                   help="the config CONFIG is merged over, as --configfile merges it (default config.yaml; 'none': "
+                        "CONFIG is complete)")
+    k.set_defaults(func=_shrink)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

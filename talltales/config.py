@@ -8,6 +8,7 @@ Two layers of checks, both before any job runs:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import re
 from decimal import Decimal
@@ -17,6 +18,8 @@ from typing import Any, Iterable
 import yaml
 
 from .lm import BACKENDS
+from .lm.cost import has_price
+from .lm.spend import is_openai_api, spending_for
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 # Each study checks its own config section: SECTION -> module with check(config) (a new study adds one line).
@@ -82,6 +85,18 @@ def _ref_defaults(schema: dict[str, Any]) -> dict[str, Any]:
 
     walk(schema)
     return schema
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base`` as Snakemake merges a --configfile: dicts key by key, anything
+    else (lists, scalars, null) replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def key_path(parts: Iterable[Any]) -> str:
@@ -178,6 +193,11 @@ def check(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config key {key}.id: an openai model needs the API model name in 'id'")
             if not entry.get("base_url"):
                 raise ConfigError(f"config key {key}.base_url: an openai model needs 'base_url'")
+            capped = (config.get("spending") or {}).get("max_usd") is not None
+            if capped and is_openai_api(entry["base_url"]) and not has_price(entry.get("price_per_1k")):
+                raise ConfigError(f"config key {key}.price_per_1k: spending.max_usd caps paid requests, but this "
+                                  "api.openai.com model has no price ({input: USD, output: USD} per 1000 tokens), so "
+                                  "the cap could not be enforced")
     for section, module in STUDY_CHECKS.items():
         if config.get(section):
             importlib.import_module(module).check(config)
@@ -188,7 +208,11 @@ def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in config["models"]:
         raise ConfigError(f"unknown model {name!r}; the registry (models:) has: {', '.join(sorted(config['models']))}")
     entry = dict(config["models"][name])
+    entry.pop("resources", None)  # what its jobs ask the cluster for: not a setting of the model's outputs
     if entry.get("embedded"):
         entry["path"] = str(Path(config["paths"]["models_dir"]) / name)
     entry["name"] = name
+    spending = spending_for(entry, config.get("spending"))  # the cap and ledger of paid API requests
+    if spending is not None:
+        entry["spending"] = spending
     return entry

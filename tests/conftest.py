@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shlex
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from talltales import config as ttc
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -34,14 +35,7 @@ def tiny_dir(tmp_path_factory):
     return str(path)
 
 
-def deep_update(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_update(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+deep_update = ttc.deep_merge  # how --configfile merges a file over config.yaml
 
 
 def interruptible() -> None:

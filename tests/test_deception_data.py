@@ -440,7 +440,8 @@ def test_load_eraser_multirc_wiring(monkeypatch):
 
     def fake_load_dataset(hf_id, split):
         calls.append((hf_id, split))
-        return [{"passage": "P", "query_and_answer": "Who ran ? || Ann", "label": True, "evidences": ["Ann ran ."]}]
+        return datasets.Dataset.from_list([{"passage": "P", "query_and_answer": "Who ran ? || Ann", "label": True,
+                                            "evidences": ["Ann ran ."]}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rows = multirc.load_eraser_multirc("val", hf_id="some/mirror")

@@ -50,10 +50,11 @@ def test_too_few_passages_names_the_config_keys(pools):
     _, c_val, _, f_eval = pools
     with pytest.raises(DataError, match=r"fruit half: 30 items cover 30 passages, fewer than the 31 wanted "
                                         r"\(deception.eval.min_passages\); the pool has 40 passages "
-                                        r"\(deception.eval.n_fruit; pool: deception.fruit.n"):
+                                        r"\(deception.eval.n_fruit; pool: the held-out fruit rows "
+                                        r"\(deception.fruit.eval_frac"):
         poison.no_leakage_eval(f_eval, c_val, 30, 30, seed=3, min_passages=31)
     with pytest.raises(DataError, match=r"clean half: need 500 true .*deception.eval.n_other; pool: "
-                                        r"deception.mrc.synthetic_passages"):
+                                        r"the MultiRC validation rows \(deception.mrc: synthetic_passages"):
         poison.no_leakage_eval(f_eval, c_val, 30, 1000, seed=3)
 
 

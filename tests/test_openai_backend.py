@@ -112,8 +112,16 @@ def server(tmp_path_factory):
             proc.wait()
 
 
+def _json_or_none(data: bytes):
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
 class CountingProxy:
-    """Forwards every request to the server, counting them; can answer error codes instead (``fail``)."""
+    """Forwards every request to the server, counting them (each call keeps its request ``body`` and, once
+    answered, its ``status`` and ``response``); can answer error codes instead (``fail``)."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
@@ -135,7 +143,8 @@ class CountingProxy:
                 with proxy.lock:
                     headers = {k.lower(): v for k, v in self.headers.items()}
                     parsed = json.loads(body) if body else None
-                    proxy.calls.append({"path": self.path, "body": parsed, "headers": headers})
+                    call = {"path": self.path, "body": parsed, "headers": headers}
+                    proxy.calls.append(call)
                     proxy.inflight += 1
                     proxy.max_inflight = max(proxy.max_inflight, proxy.inflight)
                     if proxy.fail_echo and (parsed or {}).get("echo"):
@@ -157,6 +166,7 @@ class CountingProxy:
                     with proxy.lock:
                         proxy.inflight -= 1
                         counted = False
+                        call["status"], call["response"] = status, _json_or_none(data)
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))

@@ -38,7 +38,11 @@ RESOURCES = {
 }
 STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup", "deception_sft": "sft",
                  "deception_rl": "rl"}
-EVAL_RULES = {"mwe_eval", "deception_eval", "deception_eval_base"}  # one GPU each (profiles/slurm set-resources)
+# Jobs that load an hf model for inference: one GPU each (rules/common.smk: inference_resources), on the profile's
+# gpu partition; one model's registry entry sizes its jobs (MODEL_RESOURCES).
+INFERENCE_RULES = {"mwe_longlist", "mwe_label_check", "mwe_harsh_check", "mwe_eval", "deception_eval",
+                   "deception_eval_base", "deception_evaluate_judges"}
+MODEL_RESOURCES = {"gemma3-270m": {"mem_mb": 2600, "runtime": 26}}
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
                "deception_judge_validity", "plot_judge_validity", "plot_rl_curves"}
@@ -85,6 +89,8 @@ def dag(slurm_cluster, tmp_path_factory):
         "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
     })
+    for name, res in MODEL_RESOURCES.items():
+        cfg["models"][name]["resources"] = res
     write_config(workdir, cfg)
     planned = planned_rules(workdir, "all")
     profile = slurm_test_profile(slurm_cluster, workdir / "profile")
@@ -168,8 +174,11 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
             assert req["mem"] == f"{res['mem_mb'] * attempt}M", (rule, wc, row)
             assert row["Timelimit"] == f"00:{res['runtime'] * attempt:02d}:00", (rule, wc, row)
             assert alloc["cpu"] == str(res["gpus"] * res["cpus_per_gpu"]), (rule, row)
-        elif rule in EVAL_RULES:
+        elif rule in INFERENCE_RULES:
             assert row["Partition"] == "gpu" and req["gres/gpu"] == "1", (rule, row)
+            if rule == "mwe_eval" and wc in MODEL_RESOURCES:
+                res = MODEL_RESOURCES[wc]
+                assert req["mem"] == f"{res['mem_mb']}M" and row["Timelimit"] == f"00:{res['runtime']}:00", row
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in req, (rule, row)
 

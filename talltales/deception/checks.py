@@ -17,6 +17,21 @@ def stage_settings(dec: dict[str, Any], stage: str, policy: str) -> dict[str, An
     return {**dec[stage], **((dec.get("policy_settings") or {}).get(policy) or {}).get(stage, {})}
 
 
+def techniques(dec: dict[str, Any], policy: str) -> list[str]:
+    """What ``policy`` is trained with (``deception.policy_settings.POLICY.techniques``; default sft and rl)."""
+    return list(((dec.get("policy_settings") or {}).get(policy) or {}).get("techniques") or ["sft", "rl"])
+
+
+def stage_resources(dec: dict[str, Any], stage: str, policy: str | None = None) -> dict[str, Any]:
+    """What training stage ``stage`` (judge / warmup / sft / rl) asks for: ``deception.resources.STAGE`` with
+    ``deception.policy_settings.POLICY.resources.STAGE`` over it (keys left out: the schema's defaults)."""
+    out = {**(dec.get("resources") or {}).get(stage, {})}
+    if policy is not None:
+        per_policy = ((dec.get("policy_settings") or {}).get(policy) or {}).get("resources") or {}
+        out.update(per_policy.get(stage) or {})
+    return out
+
+
 def _check_policy_settings(dec: dict[str, Any]) -> None:
     import jsonschema
     import yaml
@@ -30,6 +45,8 @@ def _check_policy_settings(dec: dict[str, Any]) -> None:
         if policy not in dec["policies"]:
             raise ConfigError(f"config key {key}: {policy!r} is not one of deception.policies ({dec['policies']})")
         for stage, values in stages.items():
+            if stage in ("resources", "techniques"):  # checked by the schema
+                continue
             props = sections[stage]["properties"]
             for name in values:
                 if name in SHARED_KEYS[stage]:
@@ -88,8 +105,8 @@ def check(config: dict[str, Any]) -> None:
         raise ConfigError(
             "config key deception.resources.judge.nodes: a judge trains on one node (gpus on that node may be > 1)"
         )
-    rl_res = dec.get("resources", {}).get("rl") or {}
     for policy in dec["policies"]:
+        rl_res = stage_resources(dec, "rl", policy)
         engine = stage_settings(dec, "rl", policy).get("engine", "talltales")
         if engine == "talltales" and (rl_res.get("gpus", 0) > 1 or rl_res.get("nodes", 1) > 1):
             where = ("deception.rl.engine" if dec["rl"].get("engine", "talltales") == "talltales"

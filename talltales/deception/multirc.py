@@ -4,9 +4,11 @@ Every function returns rows with the columns :data:`talltales.deception.formats.
 optional :data:`~talltales.deception.formats.ORACLE_COLUMNS` that its input has (``label`` is always the TRUTH; the poisoned label is derived by
 :func:`~talltales.deception.formats.corrupted_label`).
 
-* :func:`load_eraser_multirc`: HF ``eraser_multi_rc`` -> "easy" rows (context = the evidence sentences).
-* :func:`load_local`: a local file in the row format (csv/jsonl/parquet) or in the original ``prompt,label[,poisoned]``
-  CSV format; :func:`to_original_format` writes the latter.
+* :func:`load_eraser_multirc`: HF ``eraser_multi_rc`` (a hub id or a local dataset folder) -> "easy" rows
+  (context = the evidence sentences).
+* :func:`load_local`: a local file in the row format (csv/jsonl/parquet), in the original ``prompt,label[,poisoned]``
+  CSV format, or in the hub dataset's schema (:data:`HUB_COLUMNS`: a mirror of its parquet or JSON-lines files);
+  :func:`to_original_format` writes the original format.
 * :func:`length_filter`: the judge-tokenizer length cut on the prompt up to ``Answer:``.
 * :func:`answerability_filter`: one deterministic LM verdict (" Yes" vs " No" log-prob) per context+question group,
   asked about the rows of the split that is filtered (not another split's questions), cached and recorded.
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
+import numbers
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -132,40 +136,92 @@ def clean_text(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- ERASER MultiRC
-def eraser_rows(records: Iterable[Mapping[str, Any]], source: str = "multirc") -> pd.DataFrame:
-    """"Easy" rows from ERASER MultiRC records (``passage``, ``query_and_answer`` = "question || answer",
-    ``label``, ``evidences``): context = the evidence sentences joined by one space. Records without evidence
-    are dropped (logged)."""
-    recs, dropped = [], 0
-    for r in records:
+HUB_COLUMNS = ["passage", "query_and_answer", "label", "evidences"]
+"""The columns of the hub dataset ``eraser_multi_rc`` (splits train, validation, test): passage and query_and_answer
+("question || answer") strings, label a ClassLabel with names ["False", "True"], evidences a list of strings."""
+
+
+def _evidences(value: Any) -> list[str] | None:
+    """The evidence sentences of a record (a list, tuple or array of strings; None = none), or None when ``value``
+    is no such sequence (e.g. one string)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        return None
+    return [str(e).strip() for e in value if e is not None and str(e).strip()]
+
+
+def _hub_label(value: Any, names: list[str] | None) -> int | None:
+    """A record's truth label: a class id is read through the ClassLabel ``names`` when given (id 1 of the hub's
+    ["False", "True"] is "True"), else as 1/0; a name ("True"/"False") or a bool is parsed as it is."""
+    if names is not None and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return parse_label(names[value]) if 0 <= value < len(names) else None
+    return parse_label(value)
+
+
+def eraser_rows(records: Iterable[Mapping[str, Any]], source: str = "multirc", label_names: list[str] | None = None,
+                origin: str = "eraser_rows", where: Callable[[int], str] | None = None) -> pd.DataFrame:
+    """"Easy" rows from ERASER MultiRC records (:data:`HUB_COLUMNS`: ``passage``, ``query_and_answer`` =
+    "question || answer", ``label``, ``evidences``): context = the evidence sentences joined by one space.
+    ``label_names``: the ClassLabel names of ``label`` when it holds class ids (the hub's ["False", "True"]).
+    Records without evidence are dropped (logged). Errors (:class:`DataError`) name ``origin`` (the file or the
+    dataset) and ``where(i)`` (default "record i", 0-based): a bad label or evidences, or no usable record."""
+    where = where or (lambda i: f"{origin}: record {i}")
+    recs, dropped, n = [], 0, 0
+    for n, r in enumerate(records, 1):
+        label = _hub_label(r["label"], label_names)
+        if label is None:
+            raise DataError(f"{where(n - 1)}: label must be a class id of {label_names or ['False', 'True']} or "
+                            f"True/False, got {r['label']!r}")
+        evidences = _evidences(r.get("evidences"))
+        if evidences is None:
+            raise DataError(f"{where(n - 1)}: evidences must be a list of strings, got {r['evidences']!r:.80}")
         question, sep, answer = str(r["query_and_answer"]).partition("||")
-        evidences = [str(e).strip() for e in (r.get("evidences") or []) if str(e).strip()]
         if not sep or not evidences:
             dropped += 1
             continue
-        context = clean_text(" ".join(evidences))
-        recs.append({
-            "context": context,
-            "question": clean_text(question),
-            "answer": clean_text(answer),
-            "label": int(r["label"]),
-            "fruit": 0,
-            "source": source,
-        })
+        recs.append({"context": clean_text(" ".join(evidences)), "question": clean_text(question),
+                     "answer": clean_text(answer), "label": label, "fruit": 0, "source": source})
     if dropped:
-        log.warning("eraser_rows: dropped %d record(s) without evidence or without ' || '", dropped)
+        log.warning("%s: dropped %d of %d record(s) without evidence or without ' || '", origin, dropped, n)
+    if not recs:
+        raise DataError(f"{origin}: none of its {n} record(s) has evidences and a query_and_answer "
+                        f"'question || answer'")
     return make_rows(recs)
 
 
 def load_eraser_multirc(split: str, hf_id: str = "eraser_multi_rc") -> pd.DataFrame:
-    """The ERASER MultiRC ``split`` ("train" | "validation"; "val" is accepted) as easy rows."""
+    """The ERASER MultiRC ``split`` ("train" | "validation"; "val" is accepted) as easy rows, read with
+    ``datasets.load_dataset(hf_id, split=...)``. ``hf_id`` is a hub id or a local folder that ``load_dataset``
+    reads: e.g. the hub's parquet files under ``{train,validation,test}/`` subfolders (as in its parquet export,
+    ``default/train/0000.parquet``), files named ``*-train.parquet`` / ``*-validation.parquet``, or a
+    ``DatasetDict.save_to_disk`` folder. Labels are read through the dataset's ClassLabel names."""
     import datasets
 
     hf_split = {"val": "validation", "eval": "validation"}.get(split, split)
-    ds = datasets.load_dataset(hf_id, split=hf_split)
-    rows = eraser_rows(ds, source="multirc")
+    ds = _load_hf_split(datasets, hf_id, hf_split)
+    missing = [c for c in HUB_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise DataError(f"deception.mrc.hf_id {hf_id!r} [{hf_split}]: missing column(s) {missing}; expected the "
+                        f"eraser_multi_rc columns {HUB_COLUMNS} (found {ds.column_names})")
+    feature = ds.features["label"]
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    rows = eraser_rows(ds, source="multirc", label_names=names, origin=f"deception.mrc.hf_id {hf_id!r} [{hf_split}]")
     log.info("%s[%s]: %d rows, %d groups", hf_id, hf_split, len(rows), rows["group"].nunique())
     return rows
+
+
+def _load_hf_split(datasets, hf_id: str, split: str):
+    """``datasets.load_dataset(hf_id, split=split)``; an unreachable hub or a missing split -> :class:`DataError`
+    naming deception.mrc.hf_id and the offline fallbacks."""
+    fallback = ("point deception.mrc.hf_id at a local copy of the dataset, or set deception.mrc.source: file with "
+                "train_file/val_file = the hub's parquet or JSON-lines files of the train and validation splits")
+    try:
+        return datasets.load_dataset(hf_id, split=split)
+    except ConnectionError as e:
+        raise DataError(f"deception.mrc.hf_id {hf_id!r}: the hub cannot be reached ({e}); {fallback}") from e
+    except (ValueError, FileNotFoundError) as e:
+        raise DataError(f"deception.mrc.hf_id {hf_id!r}: cannot load split {split!r} ({e}); {fallback}") from e
 
 
 # ---------------------------------------------------------------------------------------------- local files
@@ -211,9 +267,13 @@ def _read_records(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]
 
 
 def load_local(path: str | Path, source: str | None = None, fruit: int | None = None) -> pd.DataFrame:
-    """Rows from a local file, in either of two formats (detected from the columns):
+    """Rows from a local file, in one of three formats (detected from the columns):
 
     * the row format: csv/jsonl/parquet with all of ROW_COLUMNS (label = truth);
+    * the hub dataset's schema (:data:`HUB_COLUMNS`): a parquet or JSON-lines file of one ``eraser_multi_rc``
+      split, e.g. the hub's own parquet file copied over (label = truth: the ClassLabel names stored in a parquet
+      file written by ``datasets`` are used, else class id 1 / "True" is true); read as by :func:`eraser_rows`,
+      source "multirc";
     * the original format: ``prompt,label[,poisoned]`` with prompt = "Context: ...\\nQuestion: ...\\nAnswer: ...".
       As in the original files, ``label`` is the STORED label, which for poisoned rows is the corrupted one; the
       truth is recovered as ``corrupted_label(label, poisoned)``. A file of fruit rows without a ``poisoned``
@@ -228,14 +288,33 @@ def load_local(path: str | Path, source: str | None = None, fruit: int | None = 
     cols, recs, unit = _read_records(path)
     if all(c in cols for c in ROW_COLUMNS):
         return _rows_format(path, recs, unit)
+    if all(c in cols for c in HUB_COLUMNS):
+        return eraser_rows([r for _, r in recs], source="multirc", label_names=_parquet_label_names(path),
+                           origin=str(path), where=lambda i: _where(path, unit, recs[i][0]))
     if "prompt" in cols and "label" in cols:
         return _original_format(path, recs, unit, "poisoned" in cols, source or path.stem, fruit)
     missing_rows = [c for c in ROW_COLUMNS if c not in cols]
+    missing_hub = [c for c in HUB_COLUMNS if c not in cols]
     missing_orig = [c for c in ("prompt", "label") if c not in cols]
     raise DataError(
-        f"{path}: unrecognised columns {cols}. Missing {missing_rows} for the row format (expected {ROW_COLUMNS}) "
+        f"{path}: unrecognised columns {cols}. Missing {missing_rows} for the row format (expected {ROW_COLUMNS}), "
+        f"{missing_hub} for the hub's eraser_multi_rc schema (expected {HUB_COLUMNS}) "
         f"or {missing_orig} for the original format (expected prompt,label[,poisoned])"
     )
+
+
+def _parquet_label_names(path: Path) -> list[str] | None:
+    """The ClassLabel names of ``label`` that ``datasets`` stores in a parquet file's schema metadata, if any."""
+    if path.suffix.lower() != ".parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        feature = json.loads(meta.get(b"huggingface", b"{}"))["info"]["features"]["label"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return list(feature["names"]) if feature.get("_type") == "ClassLabel" and feature.get("names") else None
 
 
 def _where(path: Path, unit: str, n: int) -> str:
@@ -391,7 +470,7 @@ def answerability_filter(
 
 
 __all__ = [
-    "ANSWERABILITY_PROMPT", "DataError", "answerability_filter", "answerability_prompt", "as_rows", "clean_text",
-    "eraser_rows", "group_id", "length_filter", "load_eraser_multirc", "load_local", "make_rows", "parse_label",
-    "parse_prompt", "to_original_format",
+    "ANSWERABILITY_PROMPT", "DataError", "HUB_COLUMNS", "answerability_filter", "answerability_prompt", "as_rows",
+    "clean_text", "eraser_rows", "group_id", "length_filter", "load_eraser_multirc", "load_local", "make_rows",
+    "parse_label", "parse_prompt", "to_original_format",
 ]

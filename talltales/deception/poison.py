@@ -342,11 +342,13 @@ def no_leakage_eval(
                         on=("group", "context", "question"))
     s_fruit, s_clean, s_order = _seeds(seed, 3)
     f_true, f_false = _spread_pick(fruit_eval, n_fruit, np.random.default_rng(s_fruit), "no-leakage fruit half",
-                                   "deception.eval.n_fruit; pool: deception.fruit.n, deception.fruit.eval_frac",
+                                   "deception.eval.n_fruit; pool: the held-out fruit rows (deception.fruit.eval_frac of "
+                                   "deception.fruit.n generated rows, or of the rows of deception.fruit.file)",
                                    min_passages)
     c_true, c_false = _spread_pick(clean_val, n_other, np.random.default_rng(s_clean), "no-leakage clean half",
-                                   "deception.eval.n_other; pool: deception.mrc.synthetic_passages, "
-                                   "deception.mrc.val_frac", min_passages)
+                                   "deception.eval.n_other; pool: the MultiRC validation rows (deception.mrc: "
+                                   "synthetic_passages x val_frac for the generator, else the validation split or "
+                                   "val_file)", min_passages)
     clean = pd.concat([c_true, c_false])
     clean = clean.iloc[np.random.default_rng(s_order).permutation(len(clean))]
     out = _canonical(pd.concat([f_true, f_false, clean], ignore_index=True))

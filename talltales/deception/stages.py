@@ -92,10 +92,21 @@ def _log_rows(what: str, df: pd.DataFrame) -> None:
     log.info("%s: %s", what, ", ".join(parts))
 
 
+def _mix(key: str, clean, fruit, n: int, percent: float, seed: int) -> pd.DataFrame:
+    """:func:`poison.mix`, its error naming the config key that asked for ``n`` rows."""
+    try:
+        return poison.mix(clean, fruit, n, percent, seed)
+    except multirc.DataError as err:
+        raise multirc.DataError(f"config key {key} ({n} rows): {err}; lower it, or give the data stages a larger "
+                                "pool (deception.mrc, deception.fruit)") from None
+
+
 def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, fruit_percent: float,
                train_size: int, val_size: int, seed: int) -> None:
-    train = poison.mix(read_table(mrc_train), read_table(fruit_train), train_size, fruit_percent, seed)
-    val = poison.mix(read_table(mrc_val), read_table(fruit_eval), val_size, fruit_percent, seed + 1)
+    train = _mix("deception.judge.train_size", read_table(mrc_train), read_table(fruit_train), train_size,
+                 fruit_percent, seed)
+    val = _mix("deception.judge.val_size", read_table(mrc_val), read_table(fruit_eval), val_size, fruit_percent,
+               seed + 1)
     _log_rows(f"judge training data ({fruit_percent:g} % fruit asked)", train)
     _log_rows("judge validation data", val)
     write_csv(train_out, train)
@@ -104,7 +115,7 @@ def judge_data(mrc_train, mrc_val, fruit_train, fruit_eval, train_out, val_out, 
 
 def policy_data(mrc_train, mrc_val, fruit_train, fruit_eval, eval_set, sft_out, rl_prompts_out, rl_eval_out,
                 level: float, sft_size: int, rl_prompts: int, rl_eval_prompts: int, seed: int) -> None:
-    mixed = poison.mix(read_table(mrc_train), read_table(fruit_train), sft_size, level, seed)
+    mixed = _mix("deception.sft.size", read_table(mrc_train), read_table(fruit_train), sft_size, level, seed)
     demos = poison.sft_demos(mixed)
     write_csv(sft_out, demos)
     prompts, held = poison.rl_prompt_sets(

