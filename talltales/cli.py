@@ -58,6 +58,20 @@ def _shrink(args) -> int:
     return 0
 
 
+def _estimate(args) -> int:
+    from .config import validate, without_file_checks
+    from .estimate import Assumptions, estimate, render
+    from .shrink import load_merged
+
+    base = None if args.base == "none" else args.base
+    with without_file_checks():
+        cfg = validate(load_merged(args.config, base), source=args.config)
+    a = Assumptions(flops=args.flops, decode_ms=args.decode_ms)
+    print(render(estimate(cfg, a)))
+    print(f"(assumptions: {a}; talltales/estimate.py says how)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talltales", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the config CONFIG is merged over, as --configfile merges it (default config.yaml; 'none': "
                         "CONFIG is complete)")
     k.set_defaults(func=_shrink)
+    e = sub.add_parser("estimate", help="GPU-hours per stage and API dollars of a config, from its models' sizes "
+                                        "and its data sizes (an estimate: talltales/estimate.py says how)")
+    e.add_argument("config")
+    e.add_argument("--base", default="config.yaml", help="as for shrink")
+    e.add_argument("--flops", type=float, default=1.2e14, help="sustained FLOP/s of one GPU (default: A100 at 40 %%)")
+    e.add_argument("--decode-ms", type=float, default=30.0, help="floor of one generation step in ms")
+    e.set_defaults(func=_estimate)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

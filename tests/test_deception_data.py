@@ -438,13 +438,15 @@ def test_load_eraser_multirc_wiring(monkeypatch):
 
     calls = []
 
-    def fake_load_dataset(hf_id, split):
-        calls.append((hf_id, split))
+    def fake_load_dataset(hf_id, split, **kw):  # the hub cannot be reached here: only the call is checked
+        calls.append((hf_id, split, kw))
         return datasets.Dataset.from_list([{"passage": "P", "query_and_answer": "Who ran ? || Ann", "label": True,
                                             "evidences": ["Ann ran ."]}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rows = multirc.load_eraser_multirc("val", hf_id="some/mirror")
-    assert calls == [("some/mirror", "validation")]
+    multirc.load_eraser_multirc("train", hf_id="CogComp/eraser_multi_rc", revision="refs/convert/parquet")
+    assert calls == [("some/mirror", "validation", {}),
+                     ("CogComp/eraser_multi_rc", "train", {"revision": "refs/convert/parquet"})]
     assert rows[["context", "question", "answer", "label", "source"]].iloc[0].tolist() == [
         "Ann ran.", "Who ran?", "Ann", 1, "multirc"]

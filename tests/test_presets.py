@@ -85,8 +85,18 @@ def test_presets_keep_the_original_setups():
 JOB = re.compile(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
 
 
+_DRY_RUNS: dict[str, list] = {}
+
+
 def dry_run_jobs(workdir: Path, name: str) -> list[tuple[str, dict, dict]]:
-    """(rule, wildcards, resources) of every job of `snakemake --profile profiles/slurm --configfile PRESET -n all`."""
+    """(rule, wildcards, resources) of every job of `snakemake --profile profiles/slurm --configfile PRESET -n all`
+    (once per preset and test session)."""
+    if name not in _DRY_RUNS:
+        _DRY_RUNS[name] = _dry_run(workdir, name)
+    return _DRY_RUNS[name]
+
+
+def _dry_run(workdir: Path, name: str) -> list[tuple[str, dict, dict]]:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir), "--profile",
            str(REPO / "profiles" / "slurm"), "--configfile", str(REPO / "configs" / f"{name}.yaml"), "-n", "all"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -118,7 +128,9 @@ def inference_model(cfg: dict, rule: str, wildcards: dict) -> str | None:
             "mwe_label_check": mwe.get("label_check", {}).get("checker"),
             "mwe_harsh_check": mwe.get("harsh_check", {}).get("checker"),
             "deception_evaluate_judges": dec.get("judge", {}).get("backbone"),
-            "deception_mrc": (dec.get("mrc", {}).get("answerability") or {}).get("model")}.get(rule)
+            "deception_mrc": (dec.get("mrc", {}).get("answerability") or {}).get("model"),
+            "deception_fruit": dec.get("fruit", {}).get("generator") if dec.get("fruit", {}).get("source") == "lm"
+            else None}.get(rule)
 
 
 @pytest.mark.slow
@@ -174,7 +186,7 @@ def test_shrink_keeps_the_structure_and_cuts_the_rest(name, tmp_path, monkeypatc
         assert entry["backend"] == "hf" and entry["embedded"] in embedded, model
         assert entry["kind"] == big["models"][model]["kind"]
         assert entry["params"] == big["models"][model].get("params", entry["params"])  # the x axis kept
-        assert not entry.get("resources") and entry["dtype"] == "auto"
+        assert entry["resources"] == {"gpus": 0} and entry["dtype"] == "auto"
     if big.get("mwe"):
         for key in ("eval_models", "eval_datasets", "datasets", "classes"):
             assert small["mwe"][key] == big["mwe"][key]
@@ -256,3 +268,30 @@ def test_shrunk_gpu_presets_plan_their_dag_and_run_their_data_stages(name, tmp_p
                   "results/deception/data/judge_train.csv")
     eval_set = pd.read_csv(workdir / "results" / "deception" / "data" / "eval_noleak.csv")
     assert len(eval_set) == dec["eval"]["n_fruit"] + dec["eval"]["n_other"]
+
+
+# ------------------------------------------------------------------ estimate
+def test_estimate_scales_with_the_config_and_prices_the_api_calls():
+    from talltales.estimate import Assumptions, estimate
+
+    a = Assumptions()
+    with ttc.without_file_checks():
+        paper = ttc.validate(merged("tall_tales_paper"))
+        base = estimate(paper, a)
+        twice = estimate(ttc.validate(deep_merge(merged("tall_tales_paper"), {"deception": {"seeds": [1, 2]}})), a)
+        study1 = ttc.validate(merged("openai_study1"))
+    assert base["gpu_hours"]["deception.rl"] > base["gpu_hours"]["deception.sft"] > 0  # RL dominates
+    assert twice["gpu_hours"]["deception.rl"] == pytest.approx(2 * base["gpu_hours"]["deception.rl"])
+    assert twice["gpu_hours"]["deception.judge"] == pytest.approx(base["gpu_hours"]["deception.judge"])  # shared
+    assert set(base["usd"]) == {"answerability"}  # the only paid model of the paper preset
+    # study 1 on the API: no GPU; the longlist's dollars are its prompts' tokens and max_tokens at the price
+    cost = estimate(study1, a)
+    assert cost["gpu_hours_total"] == 0 and set(cost["usd"]) == {"longlist", "label_check", "harsh_check", "eval"}
+    from talltales.lm.cost import count_tokens
+
+    ll = study1["mwe"]["longlist"]
+    price = study1["models"][ll["generator"]]["price_per_1k"]
+    want = sum(p["n"] * (count_tokens(p["text"]) * price["input"] + ll["sampling"]["max_tokens"] * price["output"])
+               for p in ll["prompts"]) / 1000
+    assert cost["usd"]["longlist"] == pytest.approx(want)
+    assert 0 < cost["usd_total"] <= study1["spending"]["max_usd"]  # the preset's cap covers its estimate

@@ -43,6 +43,7 @@ STAGE_OF_RULE = {"deception_train_judge": "judge", "deception_warmup": "warmup",
 INFERENCE_RULES = {"mwe_longlist", "mwe_label_check", "mwe_harsh_check", "mwe_eval", "deception_eval",
                    "deception_eval_base", "deception_evaluate_judges"}
 MODEL_RESOURCES = {"gemma3-270m": {"mem_mb": 2600, "runtime": 26}}
+LM_DATA_RULES = {"deception_mrc", "deception_fruit"}  # gpu partition; a GPU only where an LM filters or writes items
 LOCAL_RULES = {"mwe_table", "plot_scaling_mwe", "plot_bias_mwe", "deception_table", "deception_technique_table",
                "deception_reaffirm_table", "plot_scaling_technique", "plot_truth_vs_evaluated", "plot_reaffirmation",
                "deception_judge_validity", "plot_judge_validity", "plot_rl_curves"}
@@ -162,7 +163,7 @@ def retried_jobs(dag) -> set[str]:
 
 
 def test_gpu_rules_request_what_config_and_profile_declare(dag):
-    retried = retried_jobs(dag)
+    retried, sized = retried_jobs(dag), set()
     assert len(retried) == 2  # the judge's and RL's second attempts
     for jobid, rule, wc in dag["jobs1"] + dag["jobs2"]:
         row = dag["rows"][jobid]
@@ -176,11 +177,16 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
             assert alloc["cpu"] == str(res["gpus"] * res["cpus_per_gpu"]), (rule, row)
         elif rule in INFERENCE_RULES:
             assert row["Partition"] == "gpu" and req["gres/gpu"] == "1", (rule, row)
-            if rule == "mwe_eval" and wc in MODEL_RESOURCES:
-                res = MODEL_RESOURCES[wc]
+            model = wc.rsplit("_", 1)[-1]  # mwe_eval's wildcards: {dataset}_{model}
+            if rule == "mwe_eval" and model in MODEL_RESOURCES:
+                res = MODEL_RESOURCES[model]
                 assert req["mem"] == f"{res['mem_mb']}M" and row["Timelimit"] == f"00:{res['runtime']}:00", row
+                sized.add(jobid)
+        elif rule in LM_DATA_RULES:  # the test config sets no such LM
+            assert row["Partition"] == "gpu" and "gres/gpu" not in req, (rule, row)
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in req, (rule, row)
+    assert len(sized) == 2  # gemma3-270m's two mwe_eval jobs (final, final_strict) asked for its registry entry's
 
 
 def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(dag):

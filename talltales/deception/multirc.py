@@ -190,7 +190,7 @@ def eraser_rows(records: Iterable[Mapping[str, Any]], source: str = "multirc", l
     return make_rows(recs)
 
 
-def load_eraser_multirc(split: str, hf_id: str = "eraser_multi_rc") -> pd.DataFrame:
+def load_eraser_multirc(split: str, hf_id: str = "eraser_multi_rc", revision: str | None = None) -> pd.DataFrame:
     """The ERASER MultiRC ``split`` ("train" | "validation"; "val" is accepted) as easy rows, read with
     ``datasets.load_dataset(hf_id, split=...)``. ``hf_id`` is a hub id or a local folder that ``load_dataset``
     reads: e.g. the hub's parquet files under ``{train,validation,test}/`` subfolders (as in its parquet export,
@@ -199,7 +199,7 @@ def load_eraser_multirc(split: str, hf_id: str = "eraser_multi_rc") -> pd.DataFr
     import datasets
 
     hf_split = {"val": "validation", "eval": "validation"}.get(split, split)
-    ds = _load_hf_split(datasets, hf_id, hf_split)
+    ds = _load_hf_split(datasets, hf_id, hf_split, revision)
     missing = [c for c in HUB_COLUMNS if c not in ds.column_names]
     if missing:
         raise DataError(f"deception.mrc.hf_id {hf_id!r} [{hf_split}]: missing column(s) {missing}; expected the "
@@ -211,13 +211,13 @@ def load_eraser_multirc(split: str, hf_id: str = "eraser_multi_rc") -> pd.DataFr
     return rows
 
 
-def _load_hf_split(datasets, hf_id: str, split: str):
+def _load_hf_split(datasets, hf_id: str, split: str, revision: str | None = None):
     """``datasets.load_dataset(hf_id, split=split)``; an unreachable hub or a missing split -> :class:`DataError`
     naming deception.mrc.hf_id and the offline fallbacks."""
     fallback = ("point deception.mrc.hf_id at a local copy of the dataset, or set deception.mrc.source: file with "
                 "train_file/val_file = the hub's parquet or JSON-lines files of the train and validation splits")
     try:
-        return datasets.load_dataset(hf_id, split=split)
+        return datasets.load_dataset(hf_id, split=split, **({"revision": revision} if revision else {}))
     except ConnectionError as e:
         raise DataError(f"deception.mrc.hf_id {hf_id!r}: the hub cannot be reached ({e}); {fallback}") from e
     except (ValueError, FileNotFoundError) as e:

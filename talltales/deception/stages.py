@@ -34,8 +34,8 @@ def mrc(train_out, val_out, report_out, mrc: dict, seed: int, backbone: dict, an
         rows = synth.generate(mrc["synthetic_passages"], mrc["synthetic_topics"], seed, **(synthetic or {}))
         train, val = synth.split_groups(rows, mrc["val_frac"], seed, by="context")
     elif mrc["source"] == "hf":
-        train = multirc.load_eraser_multirc("train", mrc["hf_id"])
-        val = multirc.load_eraser_multirc("validation", mrc["hf_id"])
+        train = multirc.load_eraser_multirc("train", mrc["hf_id"], mrc.get("revision"))
+        val = multirc.load_eraser_multirc("validation", mrc["hf_id"], mrc.get("revision"))
     else:
         train, val = multirc.load_local(mrc["train_file"]), multirc.load_local(mrc["val_file"])
     report: dict[str, Any] = {"source": mrc["source"], "rows_in": {"train": len(train), "val": len(val)}}
