@@ -20,8 +20,9 @@ except ttc.ConfigError as _err:
     raise WorkflowError(f"invalid configuration: {_err}")
 validate(config, schema=str(ttc.SCHEMA_PATH))
 
-# The spending cap of paid API requests lives in its ledger (outside the DAG, like the response cache), where every
-# job's backend reads it: raising it after a stop reruns only the jobs that did not finish.
+# The spending cap of paid API requests reaches the backends through the environment, set here in the main process
+# and in every job from the config it runs with: in no job's params, so raising it after a stop reruns only the
+# jobs that did not finish (the ledger of what was spent: spending.ledger, outside the DAG like the cache).
 talltales.lm.spend.publish_cap(config.get("spending"))
 
 MODELS = config["models"]

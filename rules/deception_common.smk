@@ -20,6 +20,9 @@ TRAINED_WITH["warmup"] = TRAINED_WITH["rl"]
 # Training seeds: warm-up, SFT and RL run once per seed (wildcard {seed}); data, evaluation sets and judges use
 # the study seed deception.seed and are shared by all of them. Default: the study seed alone.
 SEEDS = [str(s) for s in (DEC["seeds"] or [DEC["seed"]])]
+# The MultiRC settings as the data stage's param; a dataset revision left at null is left out, as before the key
+# existed (so that a run made then is not redone).
+MRC_SETTINGS = {k: v for k, v in DEC["mrc"].items() if not (k == "revision" and v is None)}
 JUDGE_BACKBONE = DEC["judge"]["backbone"]
 SHOTS = [str(s) for s in DEC["eval"]["shots"]]
 ANSWERABILITY = DEC["mrc"]["answerability"]["model"]
@@ -69,9 +72,9 @@ RL_CURVES_PLOT = "results/plots/rl_curves.png"
 RL_CURVES_TABLE = "results/deception/tables/rl_curves.csv"
 
 ALL_TARGETS += [RESULTS_TABLE, RESULTS_BY_SEED_TABLE, RESULTS_TIDY_TABLE, REAFFIRMATION_TABLE, JUDGE_REPORT]
-ALL_TARGETS += expand(SCALING_PLOT, technique=("rl", "sft")) + [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT]
-ALL_TARGETS += [JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
-ALL_TARGETS += [RL_CURVES_PLOT]
+ALL_TARGETS += expand(SCALING_PLOT, technique=[t for t in ("rl", "sft") if TRAINED_WITH[t]])  # a technique in use
+ALL_TARGETS += [TRUTH_VS_EVALUATED_PLOT, REAFFIRMATION_PLOT, JUDGE_VALIDITY_TABLE, JUDGE_VALIDITY_PLOT]
+ALL_TARGETS += [RL_CURVES_PLOT] if TRAINED_WITH["rl"] else []
 
 
 def judge_dir(name):
@@ -110,7 +113,8 @@ def mrc_inputs(wildcards):
     files = model_files(JUDGE_BACKBONE)
     if DEC["mrc"]["source"] == "file":
         files += [DEC["mrc"]["train_file"], DEC["mrc"]["val_file"]]
-    if DEC["mrc"]["source"] == "hf" and Path(DEC["mrc"]["hf_id"]).is_dir():  # a local copy: edits rerun the stage
+    if DEC["mrc"]["source"] == "hf" and Path(DEC["mrc"]["hf_id"]).is_dir():  # a local copy (its folder's time:
+        # a file added or removed reruns the stage, a file rewritten in place does not)
         files += [DEC["mrc"]["hf_id"]]
     if ANSWERABILITY:
         files += model_files(ANSWERABILITY)

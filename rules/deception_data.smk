@@ -9,7 +9,7 @@ rule deception_mrc:
         val=MRC_VAL,
         report=f"{DATA}/mrc_report.json",
     params:
-        mrc=DEC["mrc"],
+        mrc=MRC_SETTINGS,
         synthetic=DEC["synthetic"],
         seed=DEC["seed"],
         backbone=model_entry(JUDGE_BACKBONE),

@@ -13,8 +13,10 @@ module's constants (each a command-line option):
 * A MultiRC item is ``MRC_TOKENS`` tokens (the filter keeps prompts under 128 judge tokens; plus the answer),
   a study-1 prompt is its template's tokens plus ``QUESTION_TOKENS``.
 * API cost: every request's prompt tokens (tiktoken's count of the config's own prompt texts) and its
-  ``max_tokens`` at the registry's ``price_per_1k``; the lists shrink by the original study's measured shares
-  (longlist 900 -> shortlist 640 -> final 490) -- an upper bound, since cached requests cost nothing.
+  ``max_tokens`` at the registry's ``price_per_1k``; a scored item on a completions endpoint is 1 + one echo
+  request per class (the upper bound: where the server supports echo); the lists shrink by the original study's
+  measured shares (longlist 900 -> shortlist 640 -> final 490) -- an upper bound, since cached requests cost
+  nothing.
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ def _usd(entry: dict, input_tokens: float, output_tokens: float) -> float:
     return input_tokens / 1000 * price.get("input", 0.0) + output_tokens / 1000 * price.get("output", 0.0)
 
 
+def _scoring_usd(entry: dict, items: float, prompt_tokens: float, classes: list[str]) -> float:
+    """One scored item: the next-token request, and on a completions endpoint one echo request per class (the
+    prompt with the class appended) where the server supports echo (assumed: the upper bound)."""
+    requests = 1 + (len(classes) if entry.get("endpoint", "completions") == "completions" else 0)
+    return _usd(entry, items * requests * (prompt_tokens + 2), items * requests)
+
+
 def api_cost(cfg: dict, a: Assumptions) -> dict[str, float]:
     """Upper-bound dollars per stage for the models with ``price_per_1k``."""
     out: dict[str, float] = {}
@@ -134,18 +143,21 @@ def api_cost(cfg: dict, a: Assumptions) -> dict[str, float]:
         out["longlist"] = sum(_usd(gen, p["n"] * count_tokens(p["text"]), p["n"] * ll["sampling"]["max_tokens"])
                               for p in ll["prompts"])
         longlist = sum(p["n"] for p in ll["prompts"])
+        classes = {"label_check": mwe["classes"], "harsh_check": mwe["harsh_check"]["classes"], "eval": mwe["classes"]}
         for stage, items in (("label_check", longlist), ("harsh_check", longlist * SHORTLIST_SHARE * 2)):
             prompt = count_tokens(mwe[stage]["body"]) + a.question_tokens
-            out[stage] = _usd(models[mwe[stage]["checker"]], items * prompt, items)
+            out[stage] = _scoring_usd(models[mwe[stage]["checker"]], items, prompt, classes[stage])
         finals = longlist * FINAL_SHARE * len(mwe["eval_datasets"])
         prompt = count_tokens(mwe["eval"]["body"]) + a.question_tokens
-        out["eval"] = sum(_usd(models[m], finals * prompt, finals) for m in mwe["eval_models"])
+        out["eval"] = sum(_scoring_usd(models[m], finals, prompt, classes["eval"]) for m in mwe["eval_models"])
     dec = cfg.get("deception")
     if dec and dec["mrc"]["answerability"]["model"]:
-        # the original's MultiRC rows (train 24,029 + validation 3,214; about 88 % pass the length filter),
-        # one request per row; the generator's pools otherwise
-        rows = 27243 * 0.88 if dec["mrc"]["source"] != "synthetic" else dec["mrc"]["synthetic_passages"] * 12
-        out["answerability"] = _usd(models[dec["mrc"]["answerability"]["model"]], rows * (a.mrc_tokens + 80), rows)
+        # one request per passage+question group: the original's MultiRC counts (train 24,029 + validation 3,214
+        # rows, 86 % kept by the length filter, about 5 rows a group); the generator's otherwise (4 a group)
+        groups = (27243 * 0.86 / 5 if dec["mrc"]["source"] != "synthetic"
+                  else dec["mrc"]["synthetic_passages"] * 12 / 4)
+        out["answerability"] = _scoring_usd(models[dec["mrc"]["answerability"]["model"]], groups, a.mrc_tokens + 80,
+                                            [" Yes", " No"])
     return {k: v for k, v in out.items() if v > 0}
 
 

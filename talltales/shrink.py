@@ -4,7 +4,7 @@ The twin keeps the study's structure -- every registry name and its role and kin
 techniques per policy, the training seeds, the evaluation datasets, shots and answer formats, the filters and
 their settings -- and changes only what a laptop without a GPU or network cannot do:
 
-* every model loaded from the hub or an API becomes the embedded model of its kind (base -> Gemma-3-270m, instruct
+* every model loaded from the hub, an API or a local folder becomes the embedded model of its kind (base -> Gemma-3-270m, instruct
   -> SmolLM2-135M-Instruct, encoder -> MiniLM), under the same registry name and with the same parameter count
   (the scaling plots keep their x axis); the embedded models come from the base config's registry;
 * MultiRC from the hub becomes the offline generator (a file source is kept: the twin reads the same files);
@@ -66,7 +66,9 @@ def embedded_by_kind(registry: dict[str, Any]) -> dict[str, tuple[str, dict[str,
 
 
 def _is_remote(entry: dict[str, Any]) -> bool:
-    return entry.get("backend") == "openai" or not (entry.get("embedded") or entry.get("path"))
+    """A model the laptop does not have: an API model, a hub id, or a local folder of the machine the config was
+    written for."""
+    return entry.get("backend") == "openai" or not entry.get("embedded")
 
 
 def shrink_models(registry: dict[str, Any], embedded: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:

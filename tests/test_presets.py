@@ -164,6 +164,7 @@ def test_slurm_dry_run_requests_what_the_preset_declares(name, tmp_path):
         assert {"mwe_longlist", "mwe_label_check", "mwe_harsh_check", "mwe_eval"} <= seen
 
 
+@pytest.mark.slow
 def test_paper_preset_runs_rl_on_the_neo_models_only(tmp_path):
     jobs = dry_run_jobs(preset_workdir(tmp_path), "tall_tales_paper")
     rl = {w["policy"] for r, w, _ in jobs if r == "deception_rl"}
@@ -295,3 +296,9 @@ def test_estimate_scales_with_the_config_and_prices_the_api_calls():
                for p in ll["prompts"]) / 1000
     assert cost["usd"]["longlist"] == pytest.approx(want)
     assert 0 < cost["usd_total"] <= study1["spending"]["max_usd"]  # the preset's cap covers its estimate
+    # the figures README and the presets quote
+    assert (round(base["gpu_hours_total"]), round(base["gpu_hours"]["deception.rl"])) == (76, 69)
+    assert base["usd_total"] < 1 and round(cost["usd_total"], 2) == 2.80
+    with ttc.without_file_checks():
+        ladder = estimate(ttc.validate(merged("modern_ladder")), a)
+    assert (round(ladder["gpu_hours_total"], -1), round(ladder["gpu_hours"]["deception.rl"])) == (180, 158)

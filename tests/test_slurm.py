@@ -219,7 +219,10 @@ def test_repo_profile_parses_in_a_dry_run(slurm_cluster, tmp_path):
     for stage in ("deception_train_judge", "deception_warmup", "deception_sft", "deception_rl"):
         assert resources[stage]["slurm_partition"] == "gpu" and resources[stage]["tasks_per_gpu"] == "0", stage
         assert "gpu" in resources[stage] and "cpus_per_gpu" in resources[stage], stage
-    assert resources["deception_fruit"]["slurm_partition"] == "cpu"
+    assert resources["deception_judge_data"]["slurm_partition"] == "cpu"  # a CPU rule
+    # an LM-data rule is on the gpu partition, with a GPU only where an LM writes or filters its items (none here)
+    assert resources["deception_fruit"]["slurm_partition"] == "gpu" and "gpu" not in resources["deception_fruit"]
+    assert resources["deception_eval"]["gpu"] == "1"  # an hf model's inference job: one GPU
 
 
 # ---------------------------------------------------------------- cancel on interrupt (talltales/slurm.py)

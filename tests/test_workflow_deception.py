@@ -211,6 +211,29 @@ def test_config_edit_reruns_exactly_the_stale_jobs(run, edit, expected):
     assert planned_rules(wd) == {}
 
 
+def test_resource_and_technique_edits(run):
+    """What a job asks the cluster for is not a param: a stage's, a policy's and a model's resources change, and
+    nothing is planned; an SFT-only policy (techniques: [sft]) plans no warm-up or RL job at all."""
+    wd, cfg = run
+    policy = cfg["deception"]["policies"][0]
+    edited = copy.deepcopy(cfg)
+    edited["deception"]["resources"] = {"rl": {"mem_mb": 1234, "runtime": 7}, "judge": {"gpus": 0, "mem_mb": 999}}
+    edited["deception"]["policy_settings"] = {policy: {"resources": {"sft": {"mem_mb": 4321}}}}
+    edited["models"][policy]["resources"] = {"gpus": 0, "mem_mb": 2222, "runtime": 9}
+    write_config(wd, edited)
+    try:
+        assert planned_rules(wd) == {}
+        edited["deception"]["policy_settings"][policy]["techniques"] = ["sft"]
+        write_config(wd, edited)
+        planned = snakemake(wd, "-n", "--forceall", "all").stdout
+        assert "rule deception_sft:" in planned and "rule deception_eval:" in planned
+        assert "rule deception_rl:" not in planned and "rule deception_warmup:" not in planned
+        assert "scaling_rl.png" not in planned and "rl_curves.png" not in planned  # no RL: no RL figures
+    finally:
+        write_config(wd, cfg)
+    assert planned_rules(wd) == {}
+
+
 def test_adding_a_training_seed_plans_only_that_seeds_jobs(run):
     """deception.seeds [62] -> [62, 63]: the new seed's warm-up, SFT, RL and evaluation jobs, then the tables and
     figures; no data or judge job and nothing of seed 62 or of the untuned Base model."""

@@ -169,7 +169,7 @@ def _materialized_twin(package: str, out_dir: Path) -> Path | None:
         return None
     for marker in sorted(out_dir.parent.glob("*/talltales_source.json")):
         folder = marker.parent
-        if folder == out_dir:
+        if folder == out_dir or folder.name.endswith(".partial"):  # (another job's folder before its rename)
             continue
         try:
             made = json.loads(marker.read_text())

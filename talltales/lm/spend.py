@@ -3,8 +3,8 @@
 The setting is the top-level config key ``spending: {max_usd, ledger}``. :func:`talltales.config.model_entry`
 copies the ledger's path into the registry entry of every model it concerns (:func:`spending_for`), so it reaches
 the backend as :attr:`talltales.lm.base.ModelSpec.spending` like every other field of a model's entry; the cap
-itself is kept in the ledger (:func:`publish_cap`, called by the workflow as it starts), so that raising it after
-a stop reruns no finished job (it is in no job's params).
+itself reaches the backends through the environment (:func:`publish_cap`, called by the workflow in every job
+from that job's config), so that raising it after a stop reruns no finished job (it is in no job's params).
 
 Only *paid* requests touch the ledger: those the response cache could not answer, to a model with
 ``price_per_1k``. Before each one the backend reserves its upper-bound cost (:func:`talltales.lm.cost.estimate_cost`:
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 LEDGER_VERSION = 1
 #: Config key of the cap (named by every message about it).
 CAP_KEY = "spending.max_usd"
+#: Environment variable through which the workflow hands the cap to the backends of its jobs (publish_cap).
+CAP_ENV = "TALLTALES_SPENDING_MAX_USD"
 #: Seconds after which a reservation nobody recorded or released is taken as stale (when its pid can't tell).
 DEFAULT_TTL_S = 3600.0
 #: Slack of cap comparisons (float sums of many small amounts).
@@ -87,7 +89,7 @@ def spending_for(entry: dict[str, Any], spending: dict[str, Any] | None) -> dict
     if entry.get("backend") != "openai" or not spending or not spending.get("ledger"):
         return None
     if has_price(entry.get("price_per_1k")) or is_openai_api(entry.get("base_url")):
-        return {"ledger": spending["ledger"]}  # the cap is kept in the ledger (set_cap): editing it reruns nothing
+        return {"ledger": spending["ledger"]}  # the cap comes from publish_cap: editing it reruns nothing
     return None
 
 
@@ -96,8 +98,8 @@ def ledger_for(spec: ModelSpec) -> Ledger | None:
     a cap that cannot be enforced (an api.openai.com model without ``price_per_1k``)."""
     settings = spec.spending or {}
     cap = settings.get("max_usd")
-    if cap is None and settings.get("ledger"):
-        cap = Ledger(settings["ledger"]).cap()
+    if cap is None:
+        cap = published_cap()
     if not has_price(spec.price_per_1k):
         if cap is not None and spec.backend == "openai" and is_openai_api(spec.base_url):
             raise SpendingError(
@@ -114,16 +116,19 @@ def ledger_for(spec: ModelSpec) -> Ledger | None:
 
 
 def publish_cap(spending: dict[str, Any] | None) -> None:
-    """Write the config's ``spending.max_usd`` into its ledger (the workflow does so each time it starts), where
-    every job's backend reads it: the cap is not part of any job's params, so raising it after a stop reruns only
-    the jobs that did not finish. Nothing is written for no cap and no ledger yet."""
-    spending = spending or {}
-    if not spending.get("ledger"):
-        return
-    path = Path(spending["ledger"])
-    if spending.get("max_usd") is None and not path.exists():
-        return
-    Ledger(path).set_cap(spending.get("max_usd"))
+    """Hand the config's ``spending.max_usd`` to every backend this process and its children create, through the
+    environment variable :data:`CAP_ENV` (the workflow calls this as it parses the Snakefile, in the main process
+    and again in every job, each from the config that job runs with): the cap is in no job's params, so raising it
+    after a stop reruns only the jobs that did not finish, and no other process (a dry run, another working
+    directory) can change the cap of a running job."""
+    cap = (spending or {}).get("max_usd")
+    os.environ[CAP_ENV] = "" if cap is None else repr(float(cap))
+
+
+def published_cap() -> float | None:
+    """The cap :func:`publish_cap` set for this process (None: none)."""
+    value = os.environ.get(CAP_ENV, "").strip()
+    return float(value) if value else None
 
 
 def _now() -> str:
@@ -155,8 +160,8 @@ class Ledger:
 
     Args:
         path: the ledger file (created with its folder); ``path.lock`` beside it is the lock file.
-        max_usd: the cap (``spending.max_usd``); None: the cap the ledger holds (:meth:`set_cap`, written by
-            the workflow from the config), if any, else none (spending is still recorded).
+        max_usd: the cap (``spending.max_usd``); None: the one the workflow published (:func:`publish_cap`), if
+            any, else none (spending is still recorded).
     """
 
     def __init__(self, path: str | Path, max_usd: float | None = None):
@@ -239,23 +244,9 @@ class Ledger:
 
     # ------------------------------------------------------------------ what a backend calls
 
-    def _cap(self, state: dict[str, Any]) -> float | None:
-        cap = self.max_usd if self.max_usd is not None else state.get("cap_usd")
-        return None if cap is None else float(cap)
-
     def cap(self) -> float | None:
-        """The cap in force: the one given to this object, else the ledger's (None: no cap)."""
-        if self.max_usd is not None:
-            return self.max_usd
-        if not self.path.exists():
-            return None
-        with self._locked() as state:
-            return self._cap(state)
-
-    def set_cap(self, max_usd: float | None) -> None:
-        """Keep ``max_usd`` (None: no cap) in the ledger for every backend that opens it without a cap of its own."""
-        with self._locked() as state:
-            state["cap_usd"] = None if max_usd is None else float(max_usd)
+        """The cap in force: the one given to this object, else the one the workflow published (None: no cap)."""
+        return self.max_usd if self.max_usd is not None else published_cap()
 
     def reserve(self, model: str, amount: float, *, hold: bool = False, within: str | None = None,
                 ttl_s: float = DEFAULT_TTL_S) -> str:
@@ -270,7 +261,7 @@ class Ledger:
             else:
                 parent = None
                 spent, reserved = state["spent_usd"], sum(r["usd"] for r in state["reserved"].values())
-                cap = self._cap(state)
+                cap = self.cap()
                 if cap is not None and spent + reserved + amount > cap + _EPS:
                     refused = (spent, reserved, cap)
             if refused is None:
@@ -316,7 +307,7 @@ class Ledger:
         cap less spent and reserved; None without a cap) added."""
         with self._locked() as state:
             out = json.loads(json.dumps(state))
-            cap = self._cap(state)
+        cap = self.cap()
         out["cap_usd"] = cap
         out["reserved_usd"] = sum(r["usd"] for r in out["reserved"].values())
         out["remaining_usd"] = None if cap is None else max(0.0, cap - out["spent_usd"] - out["reserved_usd"])
@@ -332,5 +323,5 @@ class Ledger:
                 f"{usd(s['cap_usd'])}, {usd(s['remaining_usd'])} left (ledger {self.path})")
 
 
-__all__ = ["CAP_KEY", "DEFAULT_TTL_S", "LEDGER_VERSION", "Ledger", "SpendingCapError", "SpendingError",
-           "is_openai_api", "ledger_for", "publish_cap", "spending_for", "usd"]
+__all__ = ["CAP_ENV", "CAP_KEY", "DEFAULT_TTL_S", "LEDGER_VERSION", "Ledger", "SpendingCapError", "SpendingError",
+           "is_openai_api", "ledger_for", "publish_cap", "published_cap", "spending_for", "usd"]
