@@ -59,9 +59,8 @@ def _shrink(args) -> int:
 
 
 def _estimate(args) -> int:
-    from .config import validate, without_file_checks
+    from .config import load_merged, validate, without_file_checks
     from .estimate import Assumptions, estimate, render
-    from .shrink import load_merged
 
     base = None if args.base == "none" else args.base
     with without_file_checks():

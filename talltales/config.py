@@ -152,6 +152,26 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate(config, source=str(path))
 
 
+def load_merged(config_path: str | Path, base: str | Path | None = "config.yaml") -> dict[str, Any]:
+    """``config_path`` merged over ``base`` as ``--configfile`` merges it over config.yaml (None: complete)."""
+    merged = read_config_file(config_path)
+    return merged if base is None else deep_merge(read_config_file(base), merged)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a config file holds, unvalidated; one ConfigError naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
 _FILES_CHECKED = contextvars.ContextVar("talltales_files_checked", default=True)
 
 

@@ -99,6 +99,21 @@ def _deception(cfg: dict, a: Assumptions) -> dict[str, float]:
     return out
 
 
+def _scoring_stages(mwe: dict, a: Assumptions) -> list[tuple[str, list[str], float, float, list[str], int]]:
+    """Study 1's scoring stages: (stage, models, items each model scores, prompt tokens, classes, jobs per model),
+    the lists shrinking by the original's shares."""
+    longlist = sum(p["n"] for p in mwe["longlist"]["prompts"])
+    n_lists = len(mwe["eval_datasets"])
+    return [
+        ("label_check", [mwe["label_check"]["checker"]], longlist,
+         count_tokens(mwe["label_check"]["body"]) + a.question_tokens, mwe["classes"], 1),
+        ("harsh_check", [mwe["harsh_check"]["checker"]], longlist * SHORTLIST_SHARE * 2,
+         count_tokens(mwe["harsh_check"]["body"]) + a.question_tokens, mwe["harsh_check"]["classes"], 1),
+        ("eval", list(mwe["eval_models"]), longlist * FINAL_SHARE * n_lists,
+         count_tokens(mwe["eval"]["body"]) + a.question_tokens, mwe["classes"], n_lists),
+    ]
+
+
 def _mwe(cfg: dict, a: Assumptions) -> dict[str, float]:
     """GPU-seconds of study 1's hf models (API models cost dollars instead: :func:`api_cost`)."""
     mwe, out = cfg["mwe"], {}
@@ -107,16 +122,11 @@ def _mwe(cfg: dict, a: Assumptions) -> dict[str, float]:
     if cfg["models"][gen]["backend"] == "hf":
         steps = math.ceil(longlist / mwe["longlist"]["batch_size"]) * mwe["longlist"]["sampling"]["max_tokens"]
         out["longlist"] = _load_s(a, _params(cfg, gen)) + steps * _step_s(a, _params(cfg, gen))
-    for stage, items in (("label_check", longlist), ("harsh_check", longlist * SHORTLIST_SHARE * 2)):
-        model = mwe[stage]["checker"]
-        if cfg["models"][model]["backend"] == "hf":
-            n = _params(cfg, model)
-            prompt = count_tokens(mwe[stage]["body"]) + a.question_tokens
-            out[stage] = _load_s(a, n) + items * prompt * 2 * n / a.flops
-    finals = longlist * FINAL_SHARE * len(mwe["eval_datasets"])
-    prompt = count_tokens(mwe["eval"]["body"]) + a.question_tokens
-    out["eval"] = sum(len(mwe["eval_datasets"]) * _load_s(a, _params(cfg, m)) + finals * prompt * 2
-                      * _params(cfg, m) / a.flops for m in mwe["eval_models"] if cfg["models"][m]["backend"] == "hf")
+    for stage, models, items, prompt, _, jobs in _scoring_stages(mwe, a):
+        hf = [m for m in models if cfg["models"][m]["backend"] == "hf"]
+        if hf:
+            out[stage] = sum(jobs * _load_s(a, _params(cfg, m)) + items * prompt * 2 * _params(cfg, m) / a.flops
+                             for m in hf)
     return out
 
 
@@ -142,14 +152,8 @@ def api_cost(cfg: dict, a: Assumptions) -> dict[str, float]:
         gen = models[ll["generator"]]
         out["longlist"] = sum(_usd(gen, p["n"] * count_tokens(p["text"]), p["n"] * ll["sampling"]["max_tokens"])
                               for p in ll["prompts"])
-        longlist = sum(p["n"] for p in ll["prompts"])
-        classes = {"label_check": mwe["classes"], "harsh_check": mwe["harsh_check"]["classes"], "eval": mwe["classes"]}
-        for stage, items in (("label_check", longlist), ("harsh_check", longlist * SHORTLIST_SHARE * 2)):
-            prompt = count_tokens(mwe[stage]["body"]) + a.question_tokens
-            out[stage] = _scoring_usd(models[mwe[stage]["checker"]], items, prompt, classes[stage])
-        finals = longlist * FINAL_SHARE * len(mwe["eval_datasets"])
-        prompt = count_tokens(mwe["eval"]["body"]) + a.question_tokens
-        out["eval"] = sum(_scoring_usd(models[m], finals, prompt, classes["eval"]) for m in mwe["eval_models"])
+        for stage, names, items, prompt, classes, _ in _scoring_stages(mwe, a):
+            out[stage] = sum(_scoring_usd(models[m], items, prompt, classes) for m in names)
     dec = cfg.get("deception")
     if dec and dec["mrc"]["answerability"]["model"]:
         # one request per passage+question group: the original's MultiRC counts (train 24,029 + validation 3,214

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, deep_merge, validate, without_file_checks
+from .config import ConfigError, load_merged, validate, without_file_checks
 
 #: Sizes of the twin (those of the test suite's config, tests/config/config.yaml).
 SMALL: dict[str, Any] = {
@@ -71,10 +71,10 @@ def _is_remote(entry: dict[str, Any]) -> bool:
     return entry.get("backend") == "openai" or not entry.get("embedded")
 
 
-def shrink_models(registry: dict[str, Any], embedded: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
-    """Replace (in place) every hub or API model of ``registry`` by the embedded model of its kind; returns
-    name -> the embedded model it now is."""
-    replaced = {}
+def stand_ins(registry: dict[str, Any], embedded: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """name -> the embedded model (of ``embedded``, by kind) that stands in for each model of ``registry`` the
+    laptop does not have; a ConfigError names a model whose kind has none."""
+    out = {}
     for name, entry in registry.items():
         if not _is_remote(entry):
             continue
@@ -82,11 +82,19 @@ def shrink_models(registry: dict[str, Any], embedded: dict[str, tuple[str, dict[
         if kind not in embedded:
             raise ConfigError(f"config key models.{name}: no embedded model of kind {kind!r} in the base config's "
                               f"registry to stand in for it (embedded kinds: {', '.join(sorted(embedded))})")
-        twin_name, twin = embedded[kind]
-        registry[name] = {"backend": "hf", "embedded": twin["embedded"], "kind": kind,
-                          "params": entry.get("params") or twin.get("params"), "chat_template": twin.get(
-                              "chat_template", False)}
-        replaced[name] = twin_name
+        out[name] = embedded[kind][0]
+    return out
+
+
+def shrink_models(registry: dict[str, Any], embedded: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Replace (in place) every hub, API or local-folder model of ``registry`` by the embedded model of its kind;
+    returns name -> the embedded model it now is (:func:`stand_ins`)."""
+    replaced = stand_ins(registry, embedded)
+    for name, twin_name in replaced.items():
+        entry, twin = registry[name], registry[twin_name]
+        registry[name] = {"backend": "hf", "embedded": twin["embedded"], "kind": entry["kind"],
+                          "params": entry.get("params") or twin.get("params"),
+                          "chat_template": twin.get("chat_template", False)}
     return replaced
 
 
@@ -152,32 +160,12 @@ def shrink(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_merged(config_path: str | Path, base: str | Path | None = "config.yaml") -> dict[str, Any]:
-    """``config_path`` merged over ``base`` as ``--configfile`` merges it over config.yaml (None: complete)."""
-    merged = _load(Path(config_path))
-    return merged if base is None else deep_merge(_load(Path(base)), merged)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return data
-
-
 def shrink_file(config_path: str | Path, out_path: str | Path, base: str | Path | None = "config.yaml") -> dict:
     """Write the twin of ``config_path`` (merged over ``base``, as ``--configfile`` merges it over config.yaml;
     None: the file is complete) to ``out_path``; returns {"replaced": name -> embedded model, "path": out_path}."""
     config_path, out_path = Path(config_path), Path(out_path)
     merged = load_merged(config_path, base)
-    embedded = embedded_by_kind(merged["models"])
-    replaced = {n: embedded[e["kind"]][0] for n, e in merged["models"].items() if _is_remote(e) and e["kind"] in
-                embedded}
+    replaced = stand_ins(merged["models"], embedded_by_kind(merged["models"]))
     small = shrink(merged)
     with without_file_checks():  # the files it names are read where the twin runs
         validate(copy.deepcopy(small), source=str(out_path))
@@ -190,4 +178,4 @@ def shrink_file(config_path: str | Path, out_path: str | Path, base: str | Path 
     return {"replaced": replaced, "path": str(out_path)}
 
 
-__all__ = ["SMALL", "embedded_by_kind", "load_merged", "shrink", "shrink_file", "shrink_models"]
+__all__ = ["SMALL", "embedded_by_kind", "shrink", "shrink_file", "shrink_models", "stand_ins"]

@@ -18,7 +18,8 @@ from conftest import MODELS_DIR, REPO, SNAKEFILE, planned_rules
 from talltales import config as ttc
 from talltales.cli import main as cli_main
 from talltales.deception import poison
-from talltales.shrink import SMALL, deep_merge, shrink
+from talltales.config import deep_merge
+from talltales.shrink import SMALL, shrink
 
 PRESETS = ["tall_tales_paper", "modern_ladder", "openai_study1"]
 FRUIT_FILE = Path("data/deception/multirc-gpt4-generated.csv")  # what the study-2 presets name (user-provided)

@@ -11,25 +11,27 @@ from ..config import SCHEMA_PATH, ConfigError, number_from_text, existing_path, 
 SHARED_KEYS = {"warmup": {"size"}, "sft": {"size"}, "rl": {"prompts", "eval_prompts"}}
 
 
+def _overrides(dec: dict[str, Any], policy: str | None) -> dict[str, Any]:
+    """``deception.policy_settings.POLICY`` ({} for none)."""
+    return ((dec.get("policy_settings") or {}).get(policy) or {}) if policy is not None else {}
+
+
 def stage_settings(dec: dict[str, Any], stage: str, policy: str) -> dict[str, Any]:
     """The settings of ``stage`` (warmup / sft / rl) for ``policy``: the section ``deception.STAGE`` with
     ``deception.policy_settings.POLICY.STAGE`` over it."""
-    return {**dec[stage], **((dec.get("policy_settings") or {}).get(policy) or {}).get(stage, {})}
+    return {**dec[stage], **_overrides(dec, policy).get(stage, {})}
 
 
 def techniques(dec: dict[str, Any], policy: str) -> list[str]:
     """What ``policy`` is trained with (``deception.policy_settings.POLICY.techniques``; default sft and rl)."""
-    return list(((dec.get("policy_settings") or {}).get(policy) or {}).get("techniques") or ["sft", "rl"])
+    return list(_overrides(dec, policy).get("techniques") or ["sft", "rl"])
 
 
 def stage_resources(dec: dict[str, Any], stage: str, policy: str | None = None) -> dict[str, Any]:
     """What training stage ``stage`` (judge / warmup / sft / rl) asks for: ``deception.resources.STAGE`` with
     ``deception.policy_settings.POLICY.resources.STAGE`` over it (keys left out: the schema's defaults)."""
-    out = {**(dec.get("resources") or {}).get(stage, {})}
-    if policy is not None:
-        per_policy = ((dec.get("policy_settings") or {}).get(policy) or {}).get("resources") or {}
-        out.update(per_policy.get(stage) or {})
-    return out
+    per_policy = _overrides(dec, policy).get("resources") or {}
+    return {**(dec.get("resources") or {}).get(stage, {}), **(per_policy.get(stage) or {})}
 
 
 def _check_policy_settings(dec: dict[str, Any]) -> None:
