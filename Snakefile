@@ -37,6 +37,12 @@ if config.get("deception"):
     include: "rules/deception_validity.smk"
 
 
+if config.get("mwe") and config.get("deception") and config["cross"]["datasets"]:
+
+    include: "rules/cross_common.smk"
+    include: "rules/cross.smk"
+
+
 rule all:
     default_target: True
     input:

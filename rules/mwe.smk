@@ -106,6 +106,38 @@ rule mwe_harsh_check:
         "../workflow_scripts/mwe_harsh_check.py"
 
 
+rule mwe_negate:
+    # The negated twins of one dataset: written by an LM (cached) or read from a file of hand-written ones.
+    input:
+        dataset=mwe_dataset_file,
+        extra=mwe_negation_inputs,
+    output:
+        MWE_TWINS,
+    params:
+        source=NEG["source"],
+        model=model_entry(NEG_GENERATOR) if NEG_GENERATOR else None,
+        prompt=verbatim(NEG["prompt"]),
+        sampling=NEG["sampling"],
+        batch_size=NEG["batch_size"],
+        min_chars=NEG["min_chars"],
+        max_chars=NEG["max_chars"],
+        min_overlap=NEG["min_overlap"],
+        cache=CACHE,
+    wildcard_constraints:
+        dataset=alternatives(NEGATED),
+    log:
+        "logs/mwe/negate/{dataset}.log",
+    benchmark:
+        "benchmarks/mwe/negate/{dataset}.tsv"
+    threads: 2
+    resources:
+        **(inference_resources(NEG_GENERATOR, hf_gpus=1) if NEG_GENERATOR else {}),
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_negate.py"
+
+
 rule mwe_eval:
     input:
         dataset=mwe_dataset_file,
@@ -132,14 +164,56 @@ rule mwe_eval:
         "../workflow_scripts/mwe_eval.py"
 
 
+use rule mwe_eval as mwe_eval_format with:
+    # The same items under answer format {answer_format} (mwe.eval.formats): its template, body and classes.
+    output:
+        MWE_FORMAT_RESPONSES,
+    params:  # replaces these three and adds answer_format; the others are mwe_eval's
+        body=mwe_format_body,
+        template=mwe_format_template,
+        answer_format=mwe_format,
+    log:
+        "logs/mwe/formats/{answer_format}/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/mwe/formats/{answer_format}/{dataset}/{model}.tsv"
+
+
 localrules:
     mwe_table,
+    mwe_formats_table,
+
+
+rule mwe_formats_table:
+    input:
+        datasets=[mwe_dataset_path(d) for d in MWE_DATASETS],
+        responses=[MWE_FORMAT_RESPONSES.format(dataset=d, answer_format=f, model=m) for d, f, m in MWE_FORMAT_KEYS],
+    output:
+        report(
+            MWE_FORMAT_TABLE,
+            caption="../report/mwe_formats.rst",
+            category="Study 1: harsh-truth evals",
+            subcategory="tables",
+        ),
+    params:
+        order=MWE_FORMAT_KEYS,
+        formats={name: f["classes"] for name, f in MWE_FORMATS.items()},
+        classes=MWE["classes"],
+        models=mwe_eval_models(None),
+        bootstrap=MWE["bootstrap"],
+    log:
+        "logs/mwe/tables/formats.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/mwe_formats_table.py"
 
 
 rule mwe_table:
     input:
         dataset=mwe_dataset_file,
         responses=mwe_responses,
+        twins=mwe_twins,
+        twin_responses=mwe_twin_responses,
     output:
         report(
             MWE_TABLE,

@@ -4,6 +4,8 @@
 localrules:
     plot_scaling_mwe,
     plot_bias_mwe,
+    plot_negation_mwe,
+    plot_formats_mwe,
 
 
 rule plot_scaling_mwe:
@@ -40,3 +42,39 @@ rule plot_bias_mwe:
         "../envs/talltales.yaml"
     script:
         "../workflow_scripts/plot_bias_mwe.py"
+
+
+rule plot_negation_mwe:
+    input:
+        expand(MWE_TABLE, dataset=NEGATED),
+    output:
+        report(
+            MWE_NEGATION_PLOT,
+            caption="../report/negation_mwe.rst",
+            category="Study 1: harsh-truth evals",
+            subcategory="figures",
+        ),
+    log:
+        "logs/plots/negation_mwe.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/plot_negation_mwe.py"
+
+
+rule plot_formats_mwe:
+    input:
+        MWE_FORMAT_TABLE,
+    output:
+        report(
+            MWE_FORMAT_PLOT,
+            caption="../report/formats_mwe.rst",
+            category="Study 1: harsh-truth evals",
+            subcategory="figures",
+        ),
+    log:
+        "logs/plots/formats_mwe.log",
+    conda:
+        "../envs/talltales.yaml"
+    script:
+        "../workflow_scripts/plot_formats_mwe.py"

@@ -238,6 +238,12 @@ def check(config: dict[str, Any]) -> None:
     for section, module in STUDY_CHECKS.items():
         if config.get(section):
             importlib.import_module(module).check(config)
+    if config.get("mwe") and config.get("deception"):
+        evaluated = list(config["mwe"]["eval_datasets"]) + list(config["mwe"]["datasets"])
+        for i, name in enumerate(config.get("cross", {}).get("datasets", [])):
+            if name not in evaluated:
+                raise ConfigError(f"config key cross.datasets[{i}]: {name!r} is not one of study 1's evaluated "
+                                  f"datasets (mwe.eval_datasets or mwe.datasets: {evaluated})")
 
 
 def model_entry(config: dict[str, Any], name: str) -> dict[str, Any]:

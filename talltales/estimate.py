@@ -12,6 +12,10 @@ module's constants (each a command-line option):
 * Every job also pays ``JOB_S`` seconds of start-up and the time to read its models (``2 N`` bytes at 1 GB/s).
 * A MultiRC item is ``MRC_TOKENS`` tokens (the filter keeps prompts under 128 judge tokens; plus the answer),
   a study-1 prompt is its template's tokens plus ``QUESTION_TOKENS``.
+* Study 1's negated twins are written for a list the size of a final list per negated dataset, and scored like a
+  list; each answer format scores the lists again (but one that is the eval's own: its requests are the eval's,
+  cached); the two studies joined score every study-2 checkpoint on each
+  list of ``cross.datasets``.
 * API cost: every request's prompt tokens (tiktoken's count of the config's own prompt texts) and its
   ``max_tokens`` at the registry's ``price_per_1k``; a scored item on a completions endpoint is 1 + one echo
   request per class (the upper bound: where the server supports echo); the lists shrink by the original study's
@@ -96,21 +100,52 @@ def _deception(cfg: dict, a: Assumptions) -> dict[str, float]:
         generate = math.ceil(items / a.gen_batch) * ev["max_new_tokens"] * _step_s(a, n)
         score = items * t * 2 * (n + 2 * nj) / a.flops
         out["eval"] += checkpoints * (_load_s(a, n, nj, nj) + generate + score)
+        mwe = cfg.get("mwe")
+        cross = cfg.get("cross", {}).get("datasets", []) if mwe else []
+        if cross:  # the two studies joined: every checkpoint scores study 1's lists (talltales/cross.py)
+            longlist = sum(p["n"] for p in mwe["longlist"]["prompts"])
+            prompt = count_tokens(mwe["eval"]["body"]) + a.question_tokens
+            out["cross"] = out.get("cross", 0.0) + checkpoints * len(cross) * (
+                _load_s(a, n) + longlist * FINAL_SHARE * prompt * 2 * n / a.flops)
     return out
+
+
+def _negation_items(mwe: dict) -> float:
+    """Items that get a negated twin written (each negated list the size of a final list)."""
+    longlist = sum(p["n"] for p in mwe["longlist"]["prompts"])
+    return longlist * FINAL_SHARE * len(mwe.get("negation", {}).get("datasets", []))
+
+
+def _negation_generator(mwe: dict) -> str | None:
+    neg = mwe.get("negation", {})
+    if not neg.get("datasets") or neg.get("source", "lm") != "lm":
+        return None
+    return neg.get("generator") or mwe["longlist"]["generator"]
 
 
 def _scoring_stages(mwe: dict, a: Assumptions) -> list[tuple[str, list[str], float, float, list[str], int]]:
     """Study 1's scoring stages: (stage, models, items each model scores, prompt tokens, classes, jobs per model),
-    the lists shrinking by the original's shares."""
+    the lists shrinking by the original's shares; the twins count as a list each, and every answer format scores
+    the lists again."""
     longlist = sum(p["n"] for p in mwe["longlist"]["prompts"])
     n_lists = len(mwe["eval_datasets"])
+    n_twins = len(mwe.get("negation", {}).get("datasets", []))
+    ev = mwe["eval"]
+    formats = [(name, f) for name, f in (ev.get("formats") or {}).items()  # the eval's own format: cached, free
+               if (f["template"], f.get("body") or ev["body"], list(f["classes"])) != (ev["template"], ev["body"],
+                                                                                     list(mwe["classes"]))]
     return [
         ("label_check", [mwe["label_check"]["checker"]], longlist,
          count_tokens(mwe["label_check"]["body"]) + a.question_tokens, mwe["classes"], 1),
         ("harsh_check", [mwe["harsh_check"]["checker"]], longlist * SHORTLIST_SHARE * 2,
          count_tokens(mwe["harsh_check"]["body"]) + a.question_tokens, mwe["harsh_check"]["classes"], 1),
-        ("eval", list(mwe["eval_models"]), longlist * FINAL_SHARE * n_lists,
-         count_tokens(mwe["eval"]["body"]) + a.question_tokens, mwe["classes"], n_lists),
+        ("eval", list(mwe["eval_models"]), longlist * FINAL_SHARE * (n_lists + n_twins),
+         count_tokens(mwe["eval"]["body"]) + a.question_tokens, mwe["classes"], n_lists + n_twins),
+    ] + [
+        (f"format_{name}", list(mwe["eval_models"]), longlist * FINAL_SHARE * n_lists,
+         count_tokens(f.get("body") or mwe["eval"]["body"]) + count_tokens(f["template"]) + a.question_tokens,
+         f["classes"], n_lists)
+        for name, f in formats
     ]
 
 
@@ -122,6 +157,10 @@ def _mwe(cfg: dict, a: Assumptions) -> dict[str, float]:
     if cfg["models"][gen]["backend"] == "hf":
         steps = math.ceil(longlist / mwe["longlist"]["batch_size"]) * mwe["longlist"]["sampling"]["max_tokens"]
         out["longlist"] = _load_s(a, _params(cfg, gen)) + steps * _step_s(a, _params(cfg, gen))
+    neg = _negation_generator(mwe)
+    if neg and cfg["models"][neg]["backend"] == "hf":
+        steps = math.ceil(_negation_items(mwe) / mwe["negation"]["batch_size"]) * mwe["negation"]["sampling"]["max_tokens"]
+        out["negation"] = _load_s(a, _params(cfg, neg)) + steps * _step_s(a, _params(cfg, neg))
     for stage, models, items, prompt, _, jobs in _scoring_stages(mwe, a):
         hf = [m for m in models if cfg["models"][m]["backend"] == "hf"]
         if hf:
@@ -152,6 +191,11 @@ def api_cost(cfg: dict, a: Assumptions) -> dict[str, float]:
         gen = models[ll["generator"]]
         out["longlist"] = sum(_usd(gen, p["n"] * count_tokens(p["text"]), p["n"] * ll["sampling"]["max_tokens"])
                               for p in ll["prompts"])
+        neg = _negation_generator(mwe)
+        if neg:
+            n = _negation_items(mwe)
+            out["negation"] = _usd(models[neg], n * (count_tokens(mwe["negation"]["prompt"]) + a.question_tokens),
+                                   n * mwe["negation"]["sampling"]["max_tokens"])
         for stage, names, items, prompt, classes, _ in _scoring_stages(mwe, a):
             out[stage] = sum(_scoring_usd(models[m], items, prompt, classes) for m in names)
     dec = cfg.get("deception")

@@ -49,6 +49,21 @@ def _dataset_labels(df: pd.DataFrame) -> dict[str, str]:
             for d, g in df.groupby("dataset")}
 
 
+def _accuracies_long(df: pd.DataFrame, labels: dict[str, str], keys: list[str]) -> pd.DataFrame:
+    """A study-1 table in long format: one row per model and accuracy column of ``labels`` (column -> its label in
+    ``scoring``, in that order) with ``value``, ``lo``, ``hi``; ``kind`` 'unknown' where empty."""
+    long = []
+    for m, label in labels.items():
+        part = df[keys].copy()
+        part["scoring"] = label
+        part["value"], part["lo"], part["hi"] = df[m], df[f"{m}_lo"], df[f"{m}_hi"]
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["scoring"] = pd.Categorical(d["scoring"], categories=list(labels.values()))
+    d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    return d
+
+
 def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     """Accuracy vs parameter count (log x), one line per kind (base / instruct), CI ribbons; per dataset (facet
     row, with its n) the majority-class baseline (always answering the dataset's most common correct class) and
@@ -64,15 +79,7 @@ def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
     df = df[df["params"].notna() & (df["params"] > 0)].copy()
     names = _dataset_labels(df)
     df["dataset"] = df["dataset"].map(names)
-    long = []
-    for m, label in METRIC_LABELS.items():
-        part = df[["dataset", "model", "kind", "params", "metric"]].copy()
-        part["scoring"] = label
-        part["value"], part["lo"], part["hi"] = df[m], df[f"{m}_lo"], df[f"{m}_hi"]
-        long.append(part)
-    d = pd.concat(long, ignore_index=True)
-    d["scoring"] = pd.Categorical(d["scoring"], categories=list(METRIC_LABELS.values()))
-    d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    d = _accuracies_long(df, METRIC_LABELS, ["dataset", "model", "kind", "params", "metric"])
     refs = []
     for ds, g in df.groupby("dataset"):
         for scoring in METRIC_LABELS.values():
@@ -98,6 +105,91 @@ def scaling_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
         + theme_bw()
     )
     _save(p, out, 11, 2.6 * d["dataset"].nunique() + 1.2)
+
+
+NEGATION_LABELS = {
+    "acc_greedy": "greedy token",
+    "acc_calibrated": "bias-calibrated",
+    "acc_negation": "negation-cancelled",
+}
+
+
+def negation_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
+    """Greedy, bias-calibrated and negation-cancelled accuracy vs parameter count (log x), one colour each, per
+    dataset (facet row, with its items and pairs) and model kind (facet column); error bars are the tables' CIs."""
+    from plotnine import (
+        aes, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, position_dodge,
+        scale_x_log10, theme_bw,
+    )
+
+    df = _read_tables(tables)
+    if df.empty or "acc_negation" not in df or df["params"].isna().all():
+        return _empty(out, "no tables with negated twins and parameter counts to plot")
+    df = df[df["params"].notna() & (df["params"] > 0)].copy()
+    df["dataset"] = df["dataset"].map({d: f"{d} (n = {int(g['n'].iloc[0])}, pairs = "
+                                          f"{int(g['n_pairs'].min()) if g['n_pairs'].notna().any() else 0})"
+                                       for d, g in df.groupby("dataset")})
+    d = _accuracies_long(df, NEGATION_LABELS, ["dataset", "model", "kind", "params"])
+    dodge = position_dodge(width=0.08)
+    p = (
+        ggplot(d, aes("params", "value", color="scoring", group="scoring"))
+        + geom_hline(yintercept=0.5, linetype="dotted", color="grey")
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), width=0.05, position=dodge)
+        + geom_line(position=dodge)
+        + geom_point(position=dodge)
+        + scale_x_log10(labels=_param_labels)
+        + facet_grid("dataset ~ kind")
+        + labs(x="parameters", y="accuracy (dotted: chance)", color="scoring",
+               title="Harsh-truth evals with negated twins: a constant yes/no preference cancels in the pair score")
+        + theme_bw()
+    )
+    _save(p, out, 10, 2.6 * d["dataset"].nunique() + 1.2)
+
+
+FORMAT_MEASURES = {
+    "acc_choice": "accuracy (class log-probs)",
+    "class_mass": "top-k mass on the classes",
+    "top_outside": "top token outside the classes",
+}
+
+
+def formats_mwe(table: str | Path, out: str | Path) -> None:
+    """Per answer format (colour): class-choice accuracy with its CI, top-k mass on the classes and the share of
+    items whose top token is outside them, vs parameter count (log x), one line per format and model kind
+    (line type); facet rows are datasets, columns the three measures."""
+    from plotnine import (
+        aes, facet_grid, geom_errorbar, geom_line, geom_point, ggplot, labs, position_dodge, scale_x_log10, theme_bw,
+    )
+
+    df = pd.read_csv(table)
+    df = df[df["params"].notna() & (df["params"] > 0)].copy() if len(df) else df
+    if df.empty:
+        return _empty(out, "no answer-format rows with a parameter count to plot")
+    df["dataset"] = df["dataset"].map(_dataset_labels(df))
+    long = []
+    for m, label in FORMAT_MEASURES.items():
+        part = df[["dataset", "model", "kind", "params", "format"]].copy()
+        part["measure"], part["value"] = label, df[m]
+        part["lo"] = df[f"{m}_lo"] if f"{m}_lo" in df else np.nan
+        part["hi"] = df[f"{m}_hi"] if f"{m}_hi" in df else np.nan
+        long.append(part)
+    d = pd.concat(long, ignore_index=True)
+    d["measure"] = pd.Categorical(d["measure"], categories=list(FORMAT_MEASURES.values()))
+    d["kind"] = d["kind"].fillna("").replace("", "unknown")
+    d["line"] = d["format"] + " " + d["kind"]
+    dodge = position_dodge(width=0.08)
+    p = (
+        ggplot(d, aes("params", "value", color="format", linetype="kind", group="line"))
+        + geom_errorbar(aes(ymin="lo", ymax="hi"), data=d[d["lo"].notna()], width=0.05, position=dodge)
+        + geom_line(position=dodge)
+        + geom_point(position=dodge)
+        + scale_x_log10(labels=_param_labels)
+        + facet_grid("dataset ~ measure")
+        + labs(x="parameters", y="", color="answer format", linetype="model kind",
+               title="Answer formats: accuracy (95% bootstrap CIs over items), class mass, answers outside the classes")
+        + theme_bw()
+    )
+    _save(p, out, 12, 2.6 * d["dataset"].nunique() + 1.2)
 
 
 def bias_mwe(tables: Sequence[str | Path], out: str | Path) -> None:
@@ -445,3 +537,46 @@ def rl_curves(run_dirs: Sequence[str | Path], runs: Sequence[dict], out: str | P
         p = (p + geom_point(aes("step", "reward", shape="mark"), data=best, color="black", size=3, inherit_aes=False)
              + scale_shape_manual(values={best["mark"].iloc[0]: "x"}))
     _save(p, out, max(7.0, 3 + 2.4 * df["level"].nunique()), 2 + 2.2 * df["model"].nunique())
+
+
+def cross_study(table: str | Path, out: str | Path) -> None:
+    """Study 1's bias-calibrated accuracy of every study-2 checkpoint vs poisoning level, one colour per policy,
+    facet columns the techniques (SFT, RL) and rows the lists; the untuned Base (dashed) and warmed-up (dotted)
+    models of each policy as horizontal references; error bars are the table's bootstrap CIs (mean over seeds)."""
+    from plotnine import (
+        aes, facet_grid, geom_errorbar, geom_hline, geom_line, geom_point, ggplot, labs, scale_linetype_manual,
+        theme_bw,
+    )
+
+    df = pd.read_csv(table)
+    trained = df[df["technique"].isin(["sft", "rl"]) & df["acc_calibrated"].notna()].copy() if len(df) else df
+    if trained.empty:
+        return _empty(out, "no trained checkpoints with study-1 scores to plot")
+    names = {d: f"{d} (n = {int(g['n'].iloc[0])})" for d, g in df.groupby("dataset")}
+    df["dataset"] = df["dataset"].map(names)
+    trained["dataset"] = trained["dataset"].map(names)
+    trained["technique"] = trained["technique"].map(lambda t: TECHNIQUE_LABELS.get(t, t))
+    point = (trained.groupby(["dataset", "technique", "policy", "poisoning"], as_index=False)
+             [["acc_calibrated", "acc_calibrated_lo", "acc_calibrated_hi"]].mean())
+    refs = []
+    for _, r in df[df["technique"].isin(["base", "warmup"])].groupby(["dataset", "policy", "technique"],
+                                                                      as_index=False)["acc_calibrated"].mean().iterrows():
+        for t in point["technique"].unique():
+            refs.append({"dataset": r["dataset"], "technique": t, "policy": r["policy"], "y": r["acc_calibrated"],
+                         "reference": "untuned" if r["technique"] == "base" else "warmed-up"})
+    p = (
+        ggplot(point, aes("poisoning", "acc_calibrated", color="policy", group="policy"))
+        + geom_hline(yintercept=0.5, color="grey", linetype="solid", alpha=0.4)
+        + geom_errorbar(aes(ymin="acc_calibrated_lo", ymax="acc_calibrated_hi"), width=2)
+        + geom_line()
+        + geom_point()
+        + facet_grid("dataset ~ technique")
+        + labs(x="poisoning level of the judge trained against (%)", y="harsh-truth accuracy (bias-calibrated)",
+               color="policy", linetype="reference",
+               title="Does a judge corrupted on fruit spread to harsh-truth answers? (95% bootstrap CIs over items)")
+        + theme_bw()
+    )
+    if refs:
+        p = (p + geom_hline(aes(yintercept="y", color="policy", linetype="reference"), data=pd.DataFrame(refs))
+             + scale_linetype_manual(values={"untuned": "dashed", "warmed-up": "dotted"}))
+    _save(p, out, 10, 2.8 * point["dataset"].nunique() + 1.4)

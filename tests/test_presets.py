@@ -225,10 +225,13 @@ def test_shrink_command_writes_a_twin_that_validates(tmp_path, monkeypatch, caps
     assert "missing.yaml: no such config file" in capsys.readouterr().err
 
 
-def shrunk_workdir(tmp_path: Path, name: str) -> Path:
-    """A working directory whose config.yaml is the shrunk twin of preset NAME (models from the test cache)."""
+def shrunk_workdir(tmp_path: Path, name: str, edit=None) -> Path:
+    """A working directory whose config.yaml is the shrunk twin of preset NAME (models from the test cache), after
+    EDIT(twin) where given."""
     workdir = preset_workdir(tmp_path / "run")
     twin = shrink(merged(name))
+    if edit:
+        edit(twin)
     twin["paths"] = {"models_dir": str(MODELS_DIR), "cache": str(workdir / "cache.sqlite")}
     if "spending" in twin:
         twin["spending"] = {**twin["spending"], "ledger": str(workdir / "ledger.json")}
@@ -244,12 +247,18 @@ def snakemake_run(workdir: Path, *targets: str) -> None:
 
 @pytest.mark.slow
 def test_shrunk_openai_study1_runs_end_to_end(tmp_path):
-    workdir = shrunk_workdir(tmp_path, "openai_study1")
+    def fewer(twin):  # one answer format and the final list's twins, of the preset's four and two (the suite's time)
+        twin["mwe"]["eval"]["formats"] = {"options_ab": twin["mwe"]["eval"]["formats"]["options_ab"]}
+        twin["mwe"]["negation"]["datasets"] = ["final"]
+
+    workdir = shrunk_workdir(tmp_path, "openai_study1", fewer)
     snakemake_run(workdir, "all")
     table = pd.read_csv(workdir / "results" / "mwe" / "tables" / "final.csv")
     assert set(table["model"]) == {"babbage-002", "davinci-002", "gpt-3.5-turbo-instruct"}
     assert (table["n"] > 0).all()  # the final list has items, and every model answered them
     assert (workdir / "results" / "plots" / "scaling_mwe.png").stat().st_size > 0
+    assert table["n_pairs"].notna().all()  # the twins were written by the stand-in of the preset's generator
+    assert set(pd.read_csv(workdir / "results" / "mwe" / "tables" / "formats.csv")["format"]) == {"options_ab"}
     assert planned_rules(workdir, "all") == {}
 
 
@@ -288,7 +297,9 @@ def test_estimate_scales_with_the_config_and_prices_the_api_calls():
     assert set(base["usd"]) == {"answerability"}  # the only paid model of the paper preset
     # study 1 on the API: no GPU; the longlist's dollars are its prompts' tokens and max_tokens at the price
     cost = estimate(study1, a)
-    assert cost["gpu_hours_total"] == 0 and set(cost["usd"]) == {"longlist", "label_check", "harsh_check", "eval"}
+    assert cost["gpu_hours_total"] == 0 and set(cost["usd"]) == {
+        "longlist", "negation", "label_check", "harsh_check", "eval",
+        "format_newline", "format_options_ab", "format_options_ba"}  # format yes_no is the eval's own: cached
     from talltales.lm.cost import count_tokens
 
     ll = study1["mwe"]["longlist"]
@@ -299,7 +310,12 @@ def test_estimate_scales_with_the_config_and_prices_the_api_calls():
     assert 0 < cost["usd_total"] <= study1["spending"]["max_usd"]  # the preset's cap covers its estimate
     # the figures README and the presets quote
     assert (round(base["gpu_hours_total"]), round(base["gpu_hours"]["deception.rl"])) == (76, 69)
-    assert base["usd_total"] < 1 and round(cost["usd_total"], 2) == 2.80
+    assert base["usd_total"] < 1 and round(cost["usd_total"], 2) == 8.34
+    with ttc.without_file_checks():
+        bare = estimate(ttc.validate(deep_merge(merged("openai_study1"), {
+            "mwe": {"eval": {"formats": None}, "negation": {"datasets": []}}})), a)
+    assert round(bare["usd_total"], 2) == 2.80  # without the answer formats and the negated twins
     with ttc.without_file_checks():
         ladder = estimate(ttc.validate(merged("modern_ladder")), a)
-    assert (round(ladder["gpu_hours_total"], -1), round(ladder["gpu_hours"]["deception.rl"])) == (180, 158)
+    assert (round(ladder["gpu_hours_total"]), round(ladder["gpu_hours"]["deception.rl"])) == (185, 158)
+    assert ladder["gpu_hours"]["deception.cross"] > 0  # every checkpoint on study 1's list

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import SNAKEFILE, make_config, planned_rules, snakemake, write_config
+from conftest import REPO, SNAKEFILE, make_config, planned_rules, snakemake, write_config
 from talltales.deception.runs import EMBEDDINGS_FILE
 
 pytestmark = pytest.mark.slow
@@ -133,6 +133,41 @@ def test_judge_validity_table(run):
     assert (all_rows["n"] == cfg["deception"]["eval"]["n_fruit"] + cfg["deception"]["eval"]["n_other"]).all()
     assert v["agreement"].between(0, 1).all()
     assert ((v["agreement_lo"] <= v["agreement"] + 1e-12) & (v["agreement"] <= v["agreement_hi"] + 1e-12)).all()
+
+
+def test_the_two_studies_joined(run):
+    """With study 1 added to a finished study-2 run, every checkpoint answers study 1's list (here a shipped file)
+    and nothing of study 2 reruns."""
+    wd, cfg = run
+    harsh = str(REPO / "data" / "mwe" / "example_original.jsonl")
+    both = make_config(wd, studies=("mwe", "deception"), mwe={"eval_datasets": [], "datasets": {"harsh": harsh}},
+                       cross={"datasets": ["harsh"]})
+    write_config(wd, both)
+    try:
+        planned = planned_rules(wd, "results/plots/cross_study.png")
+        policy = cfg["deception"]["policies"][0]
+        n_levels = len(cfg["deception"]["poisoning"])
+        assert planned == {"cross_eval": 1 + 2 * n_levels, "cross_eval_base": 1, "cross_table": 1,
+                           "plot_cross_study": 1}, planned
+        snakemake(wd, "results/plots/cross_study.png")
+    finally:
+        write_config(wd, cfg)
+    t = pd.read_csv(wd / "results/cross/tables/harsh_truth.csv")
+    n_items = len((REPO / "data" / "mwe" / "example_original.jsonl").read_text().splitlines())
+    assert (t["n"] == n_items).all() and set(t["policy"]) == {policy}
+    assert sorted(t["technique"].value_counts().items()) == [("base", 1), ("rl", n_levels), ("sft", n_levels),
+                                                             ("warmup", 1)]
+    trained = t[t["technique"].isin(["sft", "rl"])]
+    assert trained["acc_calibrated_vs_p0"].notna().all()
+    assert (trained[trained["poisoning"] == 0]["acc_calibrated_vs_p0"] == 0).all()  # level 0 is its own control
+    assert t["acc_greedy"].between(0, 1).all()
+    # the checkpoints differ: training moved at least one answer's log-probs
+    recs = {f: (wd / f).read_text() for f in (
+        f"results/cross/responses/harsh/{policy}/base/untuned.jsonl",
+        f"results/cross/responses/harsh/{policy}/sft/seed62/p0.jsonl")}
+    assert len(set(recs.values())) == 2
+    data = (wd / "results/plots/cross_study.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
 def test_reaffirmation_and_figures(run):

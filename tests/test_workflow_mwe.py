@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import SNAKEFILE, make_config, planned_rules, snakemake, write_config
+import yaml
+
+from conftest import REPO, SNAKEFILE, make_config, planned_rules, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +32,14 @@ ANTHROPIC_SAMPLE = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The whole study-1 DAG, once, with an extra dataset in Anthropic's format."""
+    """The whole study-1 DAG, once, with an extra dataset in Anthropic's format, negated twins of the final list
+    and one answer format besides the eval's own (the (A)/(B) options with (A) = No)."""
     wd = tmp_path_factory.mktemp("mwe")
     extra = wd / "persona_sample.jsonl"
     extra.write_text("".join(json.dumps(r) + "\n" for r in ANTHROPIC_SAMPLE))
-    cfg = make_config(wd, mwe={"datasets": {"persona": str(extra)}})
+    formats = yaml.safe_load((REPO / "config.yaml").read_text())["mwe"]["eval"]["formats"]
+    cfg = make_config(wd, mwe={"datasets": {"persona": str(extra)}, "negation": {"datasets": ["final"]},
+                               "eval": {"formats": {"options_ba": formats["options_ba"]}}})
     write_config(wd, cfg)
     snakemake(wd)
     return wd, cfg
@@ -96,6 +101,47 @@ def test_artifacts(run):
     assert "longlist: kept" in (wd / "logs" / "mwe" / "longlist.log").read_text()
 
 
+def test_negated_twins_scored_and_combined(run):
+    wd, cfg = run
+    res = wd / "results" / "mwe"
+    final = [json.loads(l) for l in (res / "final.jsonl").read_text().splitlines()]
+    twins = [json.loads(l) for l in (res / "final_neg.jsonl").read_text().splitlines()]
+    log = (wd / "logs" / "mwe" / "negate" / "final.log").read_text()
+    assert f"kept {len(twins)} of {len(final)} items; dropped" in log  # the validity check's count, by reason
+    for tw in twins:
+        src = final[tw["source_item"]]
+        assert tw["answer_index"] == 1 - src["answer_index"] and tw["prompt"] != src["prompt"]
+        assert tw["negation"] == cfg["mwe"]["longlist"]["generator"] and tw["prompt"].endswith("?")  # generator: null
+    for model in cfg["mwe"]["eval_models"]:
+        recs = (res / "responses" / "final_neg" / f"{model}.jsonl").read_text().splitlines()
+        assert len(recs) == len(twins)
+    t = pd.read_csv(res / "tables" / "final.csv")
+    assert (t["n_pairs"] == len(twins)).all()  # every pair measured (full-continuation class log-probs)
+    if twins:
+        assert t["acc_negation"].between(0, 1).all()
+        assert (t["acc_negation_lo"] <= t["acc_negation"]).all() and (t["acc_negation"] <= t["acc_negation_hi"]).all()
+    assert pd.read_csv(res / "tables" / "final_strict.csv")["acc_negation"].isna().all()  # no twins asked for
+    data = (wd / "results" / "plots" / "negation_mwe.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_answer_formats_table_and_figure(run):
+    wd, cfg = run
+    res = wd / "results" / "mwe"
+    t = pd.read_csv(res / "tables" / "formats.csv")
+    datasets = cfg["mwe"]["eval_datasets"] + ["persona"]
+    assert sorted(zip(t["dataset"], t["model"])) == sorted((d, m) for d in datasets for m in cfg["mwe"]["eval_models"])
+    assert set(t["format"]) == {"options_ba"}
+    assert t["top_outside"].between(0, 1).all() and t["class_mass"].between(0, 1).all()
+    # the options format's classes are single letters after "(": the prompt written the format's way
+    rec = json.loads((res / "formats" / "options_ba" / "final" / "gemma3-270m.jsonl").read_text().splitlines()[0])
+    assert set(rec["class_logprobs"]) == {"A", "B"}
+    persona = t[t["dataset"] == "persona"]
+    assert (persona["n_scored"] == len(ANTHROPIC_SAMPLE)).all()
+    data = (wd / "results" / "plots" / "formats_mwe.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
 def test_second_run_does_nothing(run):
     wd, _ = run
     assert planned_rules(wd) == {}
@@ -111,11 +157,12 @@ def test_edit_eval_prompt_reruns_only_eval_tables_plots(run):
     finally:
         write_config(wd, cfg)
     n_ds = len(cfg["mwe"]["eval_datasets"]) + 1
-    assert rules == {
-        "mwe_eval": n_ds * len(cfg["mwe"]["eval_models"]),
+    assert rules == {  # the twins are scored with the eval prompt too; the answer formats have their own
+        "mwe_eval": (n_ds + 1) * len(cfg["mwe"]["eval_models"]),
         "mwe_table": n_ds,
         "plot_scaling_mwe": 1,
         "plot_bias_mwe": 1,
+        "plot_negation_mwe": 1,
         "all": 1,
     }
 
@@ -130,9 +177,11 @@ def test_edit_threshold_reruns_from_that_filter_on(run):
     finally:
         write_config(wd, cfg)
     assert "mwe_longlist" not in rules and "mwe_label_check" not in rules and "materialize_model" not in rules
-    assert rules["mwe_shortlist"] == 1 and rules["mwe_harsh_check"] == 2
-    # the extra (persona) dataset does not depend on the filters
-    assert rules["mwe_eval"] == len(cfg["mwe"]["eval_datasets"]) * len(cfg["mwe"]["eval_models"])
+    assert rules["mwe_shortlist"] == 1 and rules["mwe_harsh_check"] == 2 and rules["mwe_negate"] == 1
+    # the extra (persona) dataset does not depend on the filters; the final list's twins do
+    n_models = len(cfg["mwe"]["eval_models"])
+    assert rules["mwe_eval"] == (len(cfg["mwe"]["eval_datasets"]) + 1) * n_models
+    assert rules["mwe_eval_format"] == len(cfg["mwe"]["eval_datasets"]) * n_models
 
 
 def test_one_figure_builds_only_what_it_needs(run):

@@ -13,4 +13,5 @@ stages.evaluate_model(
     template=p.template,
     top_k=p.top_k,
     batch_size=p.batch_size,
+    answer_format=getattr(p, "answer_format", None),  # rule mwe_eval_format
 )

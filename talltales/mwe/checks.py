@@ -54,6 +54,42 @@ def check(config: dict[str, Any]) -> None:
     for name in mwe["datasets"]:
         if name in OWN_DATASETS:
             raise ConfigError(f"config key mwe.datasets.{name}: the name is taken by the pipeline's own list")
+        if name.endswith("_neg"):
+            raise ConfigError(f"config key mwe.datasets.{name}: names ending in _neg are taken by negated twins "
+                              "(mwe.negation)")
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
         existing_path(f"mwe.datasets.{name}", mwe["datasets"][name])
+    _check_negation(config, mwe)
+    for name, fmt in (mwe["eval"]["formats"] or {}).items():
+        key = f"mwe.eval.formats.{name}"
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"config key {key}: format names may use letters, digits, '-' and '_' only")
+        if len(fmt["classes"]) > len(classes) or len(set(fmt["classes"])) != len(fmt["classes"]):
+            raise ConfigError(f"config key {key}.classes: needs distinct answer strings, one per class of mwe.classes "
+                              f"{classes} in its order (at most {len(classes)}: the first ones); got {fmt['classes']}")
+        if "{prompt}" not in fmt["template"]:
+            raise ConfigError(f"config key {key}.template: must contain the placeholder {{prompt}}")
+
+
+def _check_negation(config: dict[str, Any], mwe: dict[str, Any]) -> None:
+    neg = mwe["negation"]
+    evaluated = list(mwe["eval_datasets"]) + list(mwe["datasets"])
+    for i, name in enumerate(neg["datasets"]):
+        if name not in evaluated:
+            raise ConfigError(f"config key mwe.negation.datasets[{i}]: {name!r} is not an evaluated dataset "
+                              f"(mwe.eval_datasets or mwe.datasets: {evaluated})")
+    if neg["source"] == "lm":
+        if neg["generator"] is not None:
+            _language_model(config, "mwe.negation.generator", neg["generator"])
+        if "{prompt}" not in neg["prompt"]:
+            raise ConfigError("config key mwe.negation.prompt: must contain the placeholder {prompt}")
+        return
+    for name in neg["datasets"]:
+        if name not in neg["files"]:
+            raise ConfigError(f"config key mwe.negation.files: source file needs a twins file for {name!r} "
+                              "(mwe.negation.files.NAME: path)")
+    for name, path in neg["files"].items():
+        if name not in neg["datasets"]:
+            raise ConfigError(f"config key mwe.negation.files.{name}: not one of mwe.negation.datasets {neg['datasets']}")
+        existing_path(f"mwe.negation.files.{name}", path)

@@ -8,11 +8,18 @@ Per model and dataset:
   n_missing, which counts items with any class missing;
 * acc_calibrated: argmax after subtracting each class's mean log-prob over the dataset, i.e. removing the
   model's average preference for one answer (for yes/no: its yes-bias);
+* top_outside: the share of items whose top next token (the greedy answer) is none of the item's classes (e.g. a
+  newline where the classes are " Yes"/" No");
 * yes_rate (greedy answer is "yes"), p_yes (mean P(yes) normalized over the classes), class_mass (mean
   top-k probability mass on the class tokens), with percentile-bootstrap CIs for the accuracies;
 * the dataset's own balance, the same in every model's row: label_yes_share (share of items whose correct class
   is "yes", the reference for yes_rate) and majority_baseline (the accuracy of always giving the most common
   correct class, the reference for the accuracies).
+* acc_negation (with a file of negated twins, :mod:`talltales.mwe.negation`): over the item pairs (an item and
+  its twin, whose correct class is the other one), the share where the correct class's log-odds (its log-prob
+  minus the other class's), averaged over the question and its negation, is positive (a tie counts half). A
+  constant preference for one class adds to one log-odds what it takes from the other, so it cancels; CIs
+  resample pairs; n_pairs counts the pairs with both measured.
 For Anthropic-format datasets "correct" means "matches the behaviour" and the same columns hold the
 behaviour-matching rate (column `metric` says which).
 """
@@ -62,7 +69,10 @@ def _is_yes(text: str) -> bool:
     return text.strip().strip(".").lower() == "yes"
 
 
-def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> dict[str, Any]:
+def model_row(items: list[Item], records: list[dict], boot: dict[str, Any],
+              per_item: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """One model's row of the table; ``per_item`` (a dict), when given, receives each accuracy's per-item values
+    (1 correct, 0 wrong, NaN unmeasured) under its column name, for paired comparisons."""
     n = len(items)
     targets = [set(it.targets) for it in items]
     greedy = np.array([float(rec.get("text") in {it.classes[t] for t in it.targets}) for it, rec in zip(items, records)])
@@ -98,6 +108,8 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> d
         return res
 
     calibrated = calibrated_acc()
+    if per_item is not None:
+        per_item.update(acc_greedy=greedy, acc_choice=choice, acc_calibrated=calibrated)
     yes_idx = [next((j for j, c in enumerate(it.classes) if _is_yes(c)), None) for it in items]
     has_yes = any(j is not None for j in yes_idx)
     yes_rate = float(np.mean([_is_yes(rec.get("text") or "") for rec in records])) if has_yes and n else float("nan")
@@ -130,6 +142,8 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any]) -> d
         yes_rate=yes_rate,
         p_yes=mean_or_nan(p_yes) if p_yes else float("nan"),
         class_mass=mean_or_nan(mass),
+        top_outside=mean_or_nan([float(rec.get("text") not in it.classes) for it, rec in zip(items, records)
+                                 if not rec.get("skipped")]),
         n_missing=int((~all_measured).sum()),
         n_unscored=int((~any_measured).sum()),
     )
@@ -151,13 +165,96 @@ def load_responses(path: str | Path, n_items: int) -> list[dict]:
     return recs
 
 
+def in_format(items: list[Item], classes: list[str], format_classes: list[str]) -> list[Item | None]:
+    """The items under an answer format: each class of mwe.classes replaced by the format's class at its position
+    (None for an item with a class outside mwe.classes: the format does not apply to it)."""
+    mapping = dict(zip(classes, format_classes))
+    return [Item(it.prompt, [mapping[c] for c in it.classes], list(it.targets), it.meta)
+            if all(c in mapping for c in it.classes) else None for it in items]
+
+
+def _p_of(items: list[Item], records: list[dict], cls: str | None) -> float:
+    """Mean probability of class ``cls`` normalized over each item's classes (items with every class measured)."""
+    if cls is None:
+        return float("nan")
+    lp = class_logprob_matrix(items, records)
+    out = []
+    for i, it in enumerate(items):
+        row = lp[i, : len(it.classes)]
+        if cls in it.classes and not np.isnan(row).any():
+            p = np.exp(row - row.max())
+            out.append(p[it.classes.index(cls)] / p.sum())
+    return mean_or_nan(out) if out else float("nan")
+
+
+FORMAT_COLUMNS = ["dataset", "metric", "model", "kind", "params", "format", "n", "n_scored",
+                  "acc_choice", "acc_choice_lo", "acc_choice_hi", "acc_greedy", "acc_greedy_lo", "acc_greedy_hi",
+                  "acc_calibrated", "acc_calibrated_lo", "acc_calibrated_hi", "class_mass", "top_outside", "p_yes"]
+
+
+def format_table(datasets: dict[str, str | Path], formats: dict[str, list[str]], classes: list[str],
+                 responses: dict[tuple[str, str, str], str | Path], models: dict[str, dict[str, Any]],
+                 bootstrap: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per dataset, model and answer format (``formats``: NAME -> its classes, positional to
+    ``classes``); ``responses``: (dataset, format, model) -> responses jsonl (a record per item, in order).
+    ``p_yes`` is the mean probability of the format's class that stands for "yes" (option (A) or (B))."""
+    boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+    yes = next((j for j, c in enumerate(classes) if _is_yes(c)), None)
+    rows = []
+    for ds, path in datasets.items():
+        fmt, items = load_dataset(path)
+        for name, fclasses in formats.items():
+            yes_class = fclasses[yes] if yes is not None and yes < len(fclasses) else None
+            mapped = in_format(items, classes, fclasses)
+            keep = [i for i, it in enumerate(mapped) if it is not None]
+            for model, info in models.items():
+                recs = load_responses(responses[(ds, name, model)], len(items))
+                row = {"dataset": ds, "metric": metric_name(fmt), "model": model, "kind": info.get("kind", ""),
+                       "params": info.get("params"), "format": name, "n": len(items), "n_scored": len(keep)}
+                if keep:
+                    its, rs = [mapped[i] for i in keep], [recs[i] for i in keep]
+                    row.update(model_row(its, rs, boot))
+                    row["n"] = len(items)
+                    row["p_yes"] = _p_of(its, rs, yes_class)
+                rows.append(row)
+    return pd.DataFrame(rows, columns=FORMAT_COLUMNS)
+
+
+def correct_log_odds(items: list[Item], records: list[dict]) -> np.ndarray:
+    """Per two-class item with one correct class: log P(correct) - log P(other) (NaN when not measured)."""
+    lp = class_logprob_matrix(items, records)
+    out = np.full(len(items), np.nan)
+    for i, it in enumerate(items):
+        if len(it.classes) == 2 and len(it.targets) == 1:
+            t = it.targets[0]
+            out[i] = lp[i, t] - lp[i, 1 - t]
+    return out
+
+
+def negation_scores(items: list[Item], records: list[dict], twins: list[Item], twin_records: list[dict]) -> np.ndarray:
+    """Per twin (pair): 1 when the mean of the correct-class log-odds of the item and of its twin is positive, 0
+    when negative, 0.5 on a tie, NaN when either is unmeasured."""
+    own = correct_log_odds(items, records)
+    neg = correct_log_odds(twins, twin_records)
+    out = np.full(len(twins), np.nan)
+    for k, tw in enumerate(twins):
+        n = tw.meta.get("source_item")
+        if not isinstance(n, int) or not 0 <= n < len(items):
+            raise ResponseError(f"twin {k}: 'source_item' {n!r} is not an item of the dataset")
+        mean = (own[n] + neg[k]) / 2
+        if not np.isnan(mean):
+            out[k] = 0.5 if mean == 0 else float(mean > 0)
+    return out
+
+
 COLUMNS = [
     "dataset", "metric", "model", "kind", "params", "n",
     "acc_greedy", "acc_greedy_lo", "acc_greedy_hi",
     "acc_choice", "acc_choice_lo", "acc_choice_hi",
     "acc_calibrated", "acc_calibrated_lo", "acc_calibrated_hi",
+    "acc_negation", "acc_negation_lo", "acc_negation_hi", "n_pairs",
     "label_yes_share", "majority_baseline",
-    "yes_rate", "p_yes", "class_mass", "n_missing", "n_unscored",
+    "yes_rate", "p_yes", "class_mass", "top_outside", "n_missing", "n_unscored",
 ]
 
 
@@ -167,12 +264,15 @@ def score_table(
     models: dict[str, dict[str, Any]] | None = None,
     bootstrap: dict[str, Any] | None = None,
     dataset_name: str | None = None,
+    twins: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per model. ``response_paths``: model name -> responses jsonl; ``models``: model name -> its
-    registry entry (for the ``kind`` and ``params`` columns; a model without one gets neither)."""
+    registry entry (for the ``kind`` and ``params`` columns; a model without one gets neither); ``twins``:
+    {"dataset": negated twins file, "responses": {model: responses jsonl on it}} fills the acc_negation columns."""
     fmt, items = load_dataset(dataset_path)
     boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
     models = models or {}
+    twin_items = load_dataset(twins["dataset"])[1] if twins else None
     rows = []
     for model, path in response_paths.items():
         recs = load_responses(path, len(items))
@@ -185,5 +285,14 @@ def score_table(
             "params": info.get("params", None),
         }
         row.update(model_row(items, recs, boot) if items else {"n": 0})
+        if twins:
+            if model not in twins["responses"]:
+                raise ResponseError(f"{twins['dataset']}: no responses of {model} on the negated twins")
+            twin_recs = load_responses(twins["responses"][model], len(twin_items))
+            vals = negation_scores(items, recs, twin_items, twin_recs)
+            row["acc_negation"] = mean_or_nan(vals)
+            row["acc_negation_lo"], row["acc_negation_hi"] = bootstrap_ci(vals, n=boot["n"], ci=boot["ci"],
+                                                                          seed=boot["seed"])
+            row["n_pairs"] = int((~np.isnan(vals)).sum())
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -11,10 +11,10 @@ import logging
 
 from ..io import read_jsonl, write_csv, write_jsonl, write_text
 from ..lm import lm_from_entry as _lm
-from . import filters, generate
+from . import filters, generate, negation
 from .datasets import load_dataset
 from .evaluate import evaluate
-from .metrics import score_table
+from .metrics import format_table, in_format, score_table
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +82,56 @@ def harsh_check(shortlist_path: str, out: str, model: dict, cache: str, body: st
 
 
 def evaluate_model(dataset: str, out: str, model: dict, cache: str, body: str, template: str,
-                   top_k: int, batch_size: int) -> None:
+                   top_k: int, batch_size: int, answer_format: dict | None = None) -> None:
+    """Score ``model`` on the dataset; ``answer_format`` ({"name", "classes", "study_classes"}): under that answer
+    format, its classes in place of the study's (an item with other classes is recorded as skipped)."""
     fmt, items = load_dataset(dataset)
     log.info("%s: %d items (%s format)", dataset, len(items), fmt)
     records = []
     if items:
+        scored = in_format(items, answer_format["study_classes"], answer_format["classes"]) if answer_format else items
         lm = _lm(model, cache, batch_size)
-        records = evaluate(lm, items, body, template, top_k)
+        records = evaluate(lm, scored, body, template, top_k)
         measured = [(it, {c: v for c, v in r["class_logprobs"].items() if v is not None}) for it, r in
-                    zip(items, records)]
+                    zip(scored, records) if it is not None]
         right = sum(it.classes.index(max(lp, key=lp.get)) in it.targets for it, lp in measured if lp)
         n = sum(1 for _, lp in measured if lp)
-        log.info("%s on %s: the more likely class is correct on %d of %d items with a class log-prob (%s; %d "
-                 "without)", model["name"], dataset, right, n, f"{right / n:.3f}" if n else "n/a", len(items) - n)
+        log.info("%s on %s%s: the more likely class is correct on %d of %d items with a class log-prob (%s; %d "
+                 "without)", model["name"], dataset, f" (answer format {answer_format['name']}: classes "
+                 f"{answer_format['classes']})" if answer_format else "", right, n, f"{right / n:.3f}" if n else "n/a",
+                 len(items) - n)
     write_jsonl(out, records)
 
 
+def negate(dataset: str, out: str, source: str, model: dict | None, cache: str, prompt: str, sampling: dict,
+           batch_size: int, file: str | None, min_chars: int, max_chars: int, min_overlap: float) -> None:
+    """The negated twins of a dataset's items (:mod:`talltales.mwe.negation`), written by ``model`` (source lm) or
+    read from ``file`` (source file)."""
+    _, items = load_dataset(dataset)
+    if source == "file":
+        written = negation.read_twin_file(file, len(items))
+        log.info("%s: %d hand-written twins for %d items", file, len(written), len(items))
+    else:
+        lm = _lm(model, cache, batch_size)
+        written = negation.write_twins_lm(lm, items, prompt, sampling)
+        log.info(lm.cache.stats())
+    twins, _ = negation.build_twins(items, written, source if source == "file" else model["name"], min_chars,
+                                    max_chars, min_overlap)
+    write_jsonl(out, twins)
+
+
 def table(dataset: str, dataset_name: str, responses: dict[str, str], models: dict[str, dict],
-          bootstrap: dict, out: str) -> None:
-    df = score_table(dataset, responses, models, bootstrap, dataset_name=dataset_name)
+          bootstrap: dict, out: str, twins: dict | None = None) -> None:
+    """The dataset's table; ``twins``: {"dataset": the twins file, "responses": {model: its responses on the twins}}
+    adds the negation-cancelled accuracy."""
+    df = score_table(dataset, responses, models, bootstrap, dataset_name=dataset_name, twins=twins)
+    write_csv(out, df)
+    log.info("\n%s", df.to_string(index=False))
+
+
+def formats_table(datasets: dict[str, str], formats: dict[str, list[str]], classes: list[str],
+                  responses: dict[tuple[str, str, str], str], models: dict[str, dict], bootstrap: dict,
+                  out: str) -> None:
+    df = format_table(datasets, formats, classes, responses, models, bootstrap)
     write_csv(out, df)
     log.info("\n%s", df.to_string(index=False))

@@ -1,0 +1,16 @@
+from talltales.logs import start_job
+
+start_job(snakemake)
+from talltales.mwe import stages
+
+p = snakemake.params
+names = list(dict.fromkeys(d for d, _, _ in p.order))
+stages.formats_table(
+    datasets=dict(zip(names, snakemake.input.datasets)),
+    formats=p.formats,
+    classes=p.classes,
+    responses={tuple(k): path for k, path in zip(p.order, snakemake.input.responses)},
+    models={m["name"]: m for m in p.models},
+    bootstrap=p.bootstrap,
+    out=snakemake.output[0],
+)
