@@ -9,7 +9,7 @@ rule cross_eval:
     output:
         CROSS_RESPONSES,
     params:
-        model=eval_entry,
+        model=cross_entry,
         body=verbatim(MWE["eval"]["body"]),
         template=verbatim(MWE["eval"]["template"]),
         top_k=MWE["eval"]["top_k"],

@@ -25,3 +25,12 @@ def cross_runs():
                         out.append(({"dataset": d, "policy": p, "technique": t, "seed": int(s), "poisoning": level},
                                     CROSS_RESPONSES.format(dataset=d, policy=p, technique=t, seed=s, run=run)))
     return out
+
+
+def cross_entry(wildcards):
+    """The registry entry of the checkpoint a cross_eval job scores: study 2's eval_entry, an RL run's chosen
+    checkpoint being its best/ folder (the one study 2 evaluates, talltales/deception/rl.py)."""
+    entry = eval_entry(wildcards)
+    if wildcards.technique == "rl":
+        entry["path"] = f"{entry['path']}/best"
+    return entry

@@ -56,7 +56,9 @@ def cross_table(datasets: dict[str, str | Path], runs: list[dict[str, Any]], res
             diff = per_item[k][m] - per_item[c][m]
             r[f"{m}_vs_p0"] = mean_or_nan(diff)
             r[f"{m}_vs_p0_lo"], r[f"{m}_vs_p0_hi"] = bootstrap_ci(diff, n=boot["n"], ci=boot["ci"], seed=boot["seed"])
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["seed"] = df["seed"].astype("Int64")  # empty for the untuned Base model, an integer elsewhere
+    return df
 
 
 def table(datasets: dict[str, str], runs: list[dict], responses: list[str], models: dict[str, dict],

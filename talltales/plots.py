@@ -571,9 +571,9 @@ def cross_study(table: str | Path, out: str | Path) -> None:
         + geom_line()
         + geom_point()
         + facet_grid("dataset ~ technique")
-        + labs(x="poisoning level of the judge trained against (%)", y="harsh-truth accuracy (bias-calibrated)",
-               color="policy", linetype="reference",
-               title="Does a judge corrupted on fruit spread to harsh-truth answers? (95% bootstrap CIs over items)")
+        + labs(x="poisoning level (%): of the judge RL trains against, of SFT's data",
+               y="harsh-truth accuracy (bias-calibrated)", color="policy", linetype="reference",
+               title="Study-2 checkpoints on study 1's list (95% bootstrap CIs over items)")
         + theme_bw()
     )
     if refs:

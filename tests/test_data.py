@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import REPO, make_config, planned_rules, write_config
+import pandas as pd
+import pytest
+
+from conftest import REPO, make_config, planned_rules, snakemake, write_config
 from talltales.deception.multirc import load_local
 from talltales.deception.poison import load_fruit_file
 from talltales.mwe.datasets import ANTHROPIC, ORIGINAL, load_dataset
@@ -31,3 +34,39 @@ def test_config_takes_the_study1_examples_as_eval_datasets(tmp_path):
     write_config(tmp_path, make_config(tmp_path, mwe={"datasets": datasets}))
     rules = planned_rules(tmp_path, *(f"results/mwe/tables/{n}.csv" for n in datasets))
     assert rules["mwe_table"] == 2 and rules["mwe_eval"] == 2 * len(make_config(tmp_path)["mwe"]["eval_models"])
+
+
+def test_hand_written_twins_pass_the_check_and_every_item_gets_one():
+    from talltales.mwe.negation import build_twins, read_twin_file
+
+    _, items = load_dataset(DATA / "mwe" / "example_original.jsonl")
+    written = read_twin_file(DATA / "mwe" / "example_original_neg.jsonl", len(items))
+    twins, stats = build_twins(items, written, "file", 12, 250, 0.6)
+    assert stats["kept"] == len(items) == 8 and not stats["dropped"]
+    assert [t["answer_index"] for t in twins] == [1 - it.targets[0] for it in items]
+
+
+@pytest.mark.slow
+def test_a_twins_file_in_a_real_dag(tmp_path):
+    """mwe.negation.source: file: the twins of a shipped list are read (no LM), scored by a real model and combined
+    in the list's table."""
+    ex = str(DATA / "mwe" / "example_original.jsonl")
+    cfg = make_config(tmp_path, mwe={
+        "eval_datasets": [], "datasets": {"ex": ex}, "eval_models": ["smollm2-135m-instruct"],
+        "negation": {"datasets": ["ex"], "source": "file", "files": {"ex": str(DATA / "mwe" / "example_original_neg.jsonl")}}})
+    write_config(tmp_path, cfg)
+    planned = planned_rules(tmp_path, "results/mwe/tables/ex.csv")
+    planned.pop("materialize_model", None)  # the first test to need the model materializes it
+    assert planned == {"mwe_negate": 1, "mwe_eval": 2, "mwe_table": 1}
+    snakemake(tmp_path, "results/mwe/tables/ex.csv")
+    t = pd.read_csv(tmp_path / "results/mwe/tables/ex.csv")
+    assert t["n_pairs"].tolist() == [8] and 0 <= t["acc_negation"].iloc[0] <= 1
+    assert "kept 8 of 8 items" in (tmp_path / "logs/mwe/negate/ex.log").read_text()
+    # a twins file that names an item the list does not have: one error naming the file and line
+    bad = tmp_path / "bad_neg.jsonl"
+    bad.write_text('{"item": 0, "prompt": " Is it not?"}\n{"item": 8, "prompt": " Is it?"}\n')
+    cfg["mwe"]["negation"]["files"]["ex"] = str(bad)
+    write_config(tmp_path, cfg)
+    proc = snakemake(tmp_path, "results/mwe/tables/ex.csv", check=False)
+    assert proc.returncode != 0
+    assert f"{bad}:2: 'item' must be the 0-based index" in (tmp_path / "logs/mwe/negate/ex.log").read_text()

@@ -120,12 +120,13 @@ def declared_training(dec: dict, stage: str, policy: str | None) -> dict:
 
 
 def inference_model(cfg: dict, rule: str, wildcards: dict) -> str | None:
-    if rule in ("mwe_eval",):
+    if rule in ("mwe_eval", "mwe_eval_format"):
         return wildcards["model"]
-    if rule in ("deception_eval", "deception_eval_base"):
+    if rule in ("deception_eval", "deception_eval_base", "cross_eval", "cross_eval_base"):
         return wildcards["policy"]
     mwe, dec = cfg.get("mwe") or {}, cfg.get("deception") or {}
     return {"mwe_longlist": mwe.get("longlist", {}).get("generator"),
+            "mwe_negate": mwe.get("negation", {}).get("generator") or mwe.get("longlist", {}).get("generator"),
             "mwe_label_check": mwe.get("label_check", {}).get("checker"),
             "mwe_harsh_check": mwe.get("harsh_check", {}).get("checker"),
             "deception_evaluate_judges": dec.get("judge", {}).get("backbone"),
@@ -155,6 +156,7 @@ def test_slurm_dry_run_requests_what_the_preset_declares(name, tmp_path):
         if entry and entry.get("resources"):
             for key, value in entry["resources"].items():
                 assert int(res["gpu" if key == "gpus" else key]) == value, (rule, wildcards, key)
+            assert res["slurm_partition"] == "gpu", (rule, wildcards)  # profiles/slurm: set-resources
             seen.add(rule)
         elif entry:  # an API model: no GPU
             assert entry["backend"] == "openai" and int(res.get("gpu", 0)) == 0, (rule, wildcards)
@@ -162,7 +164,9 @@ def test_slurm_dry_run_requests_what_the_preset_declares(name, tmp_path):
     if cfg.get("deception"):
         assert set(STAGE_OF_RULE) | {"deception_eval", "deception_eval_base", "deception_evaluate_judges"} <= seen
     if cfg.get("mwe"):
-        assert {"mwe_longlist", "mwe_label_check", "mwe_harsh_check", "mwe_eval"} <= seen
+        assert {"mwe_longlist", "mwe_label_check", "mwe_harsh_check", "mwe_eval", "mwe_negate", "mwe_eval_format"} <= seen
+    if cfg.get("mwe") and cfg.get("deception"):
+        assert {"cross_eval", "cross_eval_base"} <= seen
 
 
 @pytest.mark.slow
@@ -247,7 +251,8 @@ def snakemake_run(workdir: Path, *targets: str) -> None:
 
 @pytest.mark.slow
 def test_shrunk_openai_study1_runs_end_to_end(tmp_path):
-    def fewer(twin):  # one answer format and the final list's twins, of the preset's four and two (the suite's time)
+    def fewer(twin):  # for the suite's time: the final list alone, with its twins and one answer format of four
+        twin["mwe"]["eval_datasets"] = ["final"]
         twin["mwe"]["eval"]["formats"] = {"options_ab": twin["mwe"]["eval"]["formats"]["options_ab"]}
         twin["mwe"]["negation"]["datasets"] = ["final"]
 

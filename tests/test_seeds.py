@@ -3,7 +3,6 @@ aggregate across seeds."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -209,32 +208,4 @@ def test_one_figure_with_two_seeds_needs_no_sft_jobs(tmp_path):
     rules = planned_rules(tmp_path, "results/plots/scaling_rl.png")
     assert rules["deception_rl"] == 4 and rules["deception_warmup"] == 2 and "deception_sft" not in rules
     assert "deception_table" not in rules and rules["deception_technique_table"] == 1
-
-
-# --------------------------------------------------------------------------------------- a real two-seed run
-
-
-@pytest.mark.slow
-def test_two_seed_rl_run_and_its_aggregated_table(tmp_path):
-    """Two seeds at one poisoning level, up to the RL table: each seed trains with its own seed, every answer row
-    carries it, and the table's RL row is the mean of the two seeds' rows."""
-    cfg = make_config(tmp_path, studies=("deception",), deception={"seeds": [62, 63], "poisoning": [100]})
-    write_config(tmp_path, cfg)
-    snakemake(tmp_path, "results/deception/tables/rl.csv")
-    per_seed = []
-    for seed in (62, 63):
-        report = json.loads((tmp_path / f"results/deception/policies/rl/{POLICY}/seed{seed}/p100/train_report.json")
-                            .read_text())
-        assert report["config"]["seed"] == seed
-        warm = json.loads((tmp_path / f"results/deception/policies/warmup/{POLICY}/seed{seed}/train_report.json")
-                          .read_text())
-        assert warm["config"]["seed"] == seed
-        answers = pd.read_csv(tmp_path / f"results/deception/answers/{POLICY}/rl/seed{seed}/p100_s0.csv")
-        assert (answers["seed"] == seed).all()
-        per_seed.append(metrics.run_row(answers, {"n": 200, "seed": 0, "ci": 0.95}))
-    base = pd.read_csv(tmp_path / f"results/deception/answers/{POLICY}/base/untuned_s0.csv")
-    assert base["seed"].isna().all()
-    t = pd.read_csv(tmp_path / "results/deception/tables/rl.csv").set_index("technique")
-    assert t.loc["RL", "seeds"] == "62 63" and t.loc["Warmup", "n_seeds"] == 2 and t.loc["Base", "n_seeds"] == 0
-    for col in ("clean score", "biased score", "falsehood_gap"):
-        assert t.loc["RL", col] == pytest.approx(np.mean([r[col] for r in per_seed]))
+# A real two-seed run (seed 63 added to a finished run): tests/test_workflow_deception.py

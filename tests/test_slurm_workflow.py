@@ -85,7 +85,7 @@ def final_rows(cluster, jobids, timeout: float = 60) -> dict[str, dict[str, str]
 @pytest.fixture(scope="module")
 def dag(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_dag")
-    cfg = make_config(workdir, studies=("mwe", "deception"), deception={
+    cfg = make_config(workdir, studies=("mwe", "deception"), mwe={"eval_datasets": ["final"]}, deception={
         "resources": RESOURCES,
         "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
@@ -186,7 +186,7 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
             assert row["Partition"] == "gpu" and "gres/gpu" not in req, (rule, row)
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in req, (rule, row)
-    assert len(sized) == 2  # gemma3-270m's two mwe_eval jobs (final, final_strict) asked for its registry entry's
+    assert len(sized) == 1  # gemma3-270m's mwe_eval job (the list final) asked for its registry entry's resources
 
 
 def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(dag):

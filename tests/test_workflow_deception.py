@@ -269,9 +269,11 @@ def test_resource_and_technique_edits(run):
     assert planned_rules(wd) == {}
 
 
-def test_adding_a_training_seed_plans_only_that_seeds_jobs(run):
+def test_adding_a_training_seed_plans_only_that_seeds_jobs_and_the_table_averages_the_seeds(run):
     """deception.seeds [62] -> [62, 63]: the new seed's warm-up, SFT, RL and evaluation jobs, then the tables and
-    figures; no data or judge job and nothing of seed 62 or of the untuned Base model."""
+    figures; no data or judge job and nothing of seed 62 or of the untuned Base model. Run up to the RL table:
+    seed 63 trains with its own seed, every answer row carries it, and the table's RL rows are the means of the
+    two seeds' rows."""
     wd, cfg = run
     edited = copy.deepcopy(cfg)
     edited["deception"]["seeds"] = [62, 63]
@@ -287,8 +289,30 @@ def test_adding_a_training_seed_plans_only_that_seeds_jobs(run):
         out = snakemake(wd, "-n").stdout
         seeds = re.findall(r"wildcards: .*seed=(\d+)", out)
         assert seeds and set(seeds) == {"63"}
+        snakemake(wd, "results/deception/tables/rl.csv")
+        rl = pd.read_csv(wd / "results/deception/tables/rl.csv")
     finally:
         write_config(wd, cfg)
+    from talltales.deception import metrics
+
+    policy = cfg["deception"]["policies"][0]
+    level = max(cfg["deception"]["poisoning"])
+    per_seed = []
+    for seed in (62, 63):
+        for stage, sub in (("rl", f"/p{level:g}"), ("warmup", "")):
+            report = json.loads((wd / f"results/deception/policies/{stage}/{policy}/seed{seed}{sub}/train_report.json")
+                                .read_text())
+            assert report["config"]["seed"] == seed
+        answers = pd.read_csv(wd / f"results/deception/answers/{policy}/rl/seed{seed}/p{level:g}_s0.csv")
+        assert (answers["seed"] == seed).all()
+        per_seed.append(metrics.run_row(answers, {"n": 200, "seed": 0, "ci": 0.95}))
+    t = rl[(rl["technique"] != "RL") | (rl["poisoning"] == level)].set_index("technique")
+    assert t.loc["RL", "seeds"] == "62 63" and t.loc["Warmup", "n_seeds"] == 2 and t.loc["Base", "n_seeds"] == 0
+    for col in ("clean score", "biased score", "falsehood_gap"):
+        assert t.loc["RL", col] == pytest.approx(sum(r[col] for r in per_seed) / 2)
+    # back to one seed: seed 63's files are extra, the RL table and its figure (made from two seeds) are stale
+    assert planned_rules(wd) == {"deception_technique_table": 1, "plot_scaling_technique": 1, "all": 1}
+    snakemake(wd)
     assert planned_rules(wd) == {}
 
 
