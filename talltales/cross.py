@@ -18,7 +18,7 @@ import pandas as pd
 
 from .io import write_csv
 from .mwe.datasets import load_dataset
-from .mwe.metrics import load_responses, model_row
+from .mwe.metrics import bootstrap_settings, load_responses, model_row
 from .stats import bootstrap_ci, mean_or_nan
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def cross_table(datasets: dict[str, str | Path], runs: list[dict[str, Any]], res
                 models: dict[str, dict[str, Any]], bootstrap: dict[str, Any]) -> pd.DataFrame:
     """``runs``: one dict per response file ({dataset, policy, technique, seed, poisoning}; technique base or
     warmup with poisoning None), in the order of ``responses``."""
-    boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+    boot = bootstrap_settings(bootstrap)
     items = {name: load_dataset(path)[1] for name, path in datasets.items()}
     rows, per_item = [], []
     for run, path in zip(runs, responses):

@@ -70,9 +70,10 @@ def _is_yes(text: str) -> bool:
 
 
 def model_row(items: list[Item], records: list[dict], boot: dict[str, Any],
-              per_item: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+              per_item: dict[str, np.ndarray] | None = None, yes_class: str | None = None) -> dict[str, Any]:
     """One model's row of the table; ``per_item`` (a dict), when given, receives each accuracy's per-item values
-    (1 correct, 0 wrong, NaN unmeasured) under its column name, for paired comparisons."""
+    (1 correct, 0 wrong, NaN unmeasured) under its column name, for paired comparisons; ``yes_class``: the class
+    that p_yes measures where it is not a "yes" (an answer format's option letter)."""
     n = len(items)
     targets = [set(it.targets) for it in items]
     greedy = np.array([float(rec.get("text") in {it.classes[t] for t in it.targets}) for it, rec in zip(items, records)])
@@ -110,7 +111,8 @@ def model_row(items: list[Item], records: list[dict], boot: dict[str, Any],
     calibrated = calibrated_acc()
     if per_item is not None:
         per_item.update(acc_greedy=greedy, acc_choice=choice, acc_calibrated=calibrated)
-    yes_idx = [next((j for j, c in enumerate(it.classes) if _is_yes(c)), None) for it in items]
+    is_yes = (lambda c: c == yes_class) if yes_class is not None else _is_yes
+    yes_idx = [next((j for j, c in enumerate(it.classes) if is_yes(c)), None) for it in items]
     has_yes = any(j is not None for j in yes_idx)
     yes_rate = float(np.mean([_is_yes(rec.get("text") or "") for rec in records])) if has_yes and n else float("nan")
     p_yes = []
@@ -165,26 +167,17 @@ def load_responses(path: str | Path, n_items: int) -> list[dict]:
     return recs
 
 
+def bootstrap_settings(bootstrap: dict[str, Any] | None) -> dict[str, Any]:
+    """mwe.bootstrap with the schema's defaults for keys it leaves out (callers outside the workflow pass none)."""
+    return {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+
+
 def in_format(items: list[Item], classes: list[str], format_classes: list[str]) -> list[Item | None]:
     """The items under an answer format: each class of mwe.classes replaced by the format's class at its position
     (None for an item with a class outside mwe.classes: the format does not apply to it)."""
     mapping = dict(zip(classes, format_classes))
     return [Item(it.prompt, [mapping[c] for c in it.classes], list(it.targets), it.meta)
             if all(c in mapping for c in it.classes) else None for it in items]
-
-
-def _p_of(items: list[Item], records: list[dict], cls: str | None) -> float:
-    """Mean probability of class ``cls`` normalized over each item's classes (items with every class measured)."""
-    if cls is None:
-        return float("nan")
-    lp = class_logprob_matrix(items, records)
-    out = []
-    for i, it in enumerate(items):
-        row = lp[i, : len(it.classes)]
-        if cls in it.classes and not np.isnan(row).any():
-            p = np.exp(row - row.max())
-            out.append(p[it.classes.index(cls)] / p.sum())
-    return mean_or_nan(out) if out else float("nan")
 
 
 FORMAT_COLUMNS = ["dataset", "metric", "model", "kind", "params", "format", "n", "n_scored",
@@ -198,7 +191,7 @@ def format_table(datasets: dict[str, str | Path], formats: dict[str, list[str]],
     """One row per dataset, model and answer format (``formats``: NAME -> its classes, positional to
     ``classes``); ``responses``: (dataset, format, model) -> responses jsonl (a record per item, in order).
     ``p_yes`` is the mean probability of the format's class that stands for "yes" (option (A) or (B))."""
-    boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+    boot = bootstrap_settings(bootstrap)
     yes = next((j for j, c in enumerate(classes) if _is_yes(c)), None)
     rows = []
     for ds, path in datasets.items():
@@ -213,9 +206,10 @@ def format_table(datasets: dict[str, str | Path], formats: dict[str, list[str]],
                        "params": info.get("params"), "format": name, "n": len(items), "n_scored": len(keep)}
                 if keep:
                     its, rs = [mapped[i] for i in keep], [recs[i] for i in keep]
-                    row.update(model_row(its, rs, boot))
+                    row.update(model_row(its, rs, boot, yes_class=yes_class))
                     row["n"] = len(items)
-                    row["p_yes"] = _p_of(its, rs, yes_class)
+                    if yes_class is None:  # the study's classes have no "yes" for p_yes to measure
+                        row["p_yes"] = float("nan")
                 rows.append(row)
     return pd.DataFrame(rows, columns=FORMAT_COLUMNS)
 
@@ -270,7 +264,7 @@ def score_table(
     registry entry (for the ``kind`` and ``params`` columns; a model without one gets neither); ``twins``:
     {"dataset": negated twins file, "responses": {model: responses jsonl on it}} fills the acc_negation columns."""
     fmt, items = load_dataset(dataset_path)
-    boot = {"n": 2000, "seed": 0, "ci": 0.95, **(bootstrap or {})}
+    boot = bootstrap_settings(bootstrap)
     models = models or {}
     twin_items = load_dataset(twins["dataset"])[1] if twins else None
     rows = []
