@@ -185,7 +185,7 @@ localrules:
 
 rule mwe_formats_table:
     input:
-        datasets=[mwe_dataset_path(d) for d in MWE_DATASETS],
+        datasets=[mwe_dataset_path(d) for d in MWE_FORMAT_DATASETS],
         responses=[MWE_FORMAT_RESPONSES.format(dataset=d, answer_format=f, model=m) for d, f, m in MWE_FORMAT_KEYS],
     output:
         report(
@@ -195,6 +195,7 @@ rule mwe_formats_table:
             subcategory="tables",
         ),
     params:
+        datasets=MWE_FORMAT_DATASETS,
         order=MWE_FORMAT_KEYS,
         formats={name: f["classes"] for name, f in MWE_FORMATS.items()},
         classes=MWE["classes"],

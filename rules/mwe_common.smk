@@ -20,8 +20,10 @@ MWE_TABLES = expand(MWE_TABLE, dataset=MWE_DATASETS)
 MWE_SCALING_PLOT = "results/plots/scaling_mwe.png"
 MWE_BIAS_PLOT = "results/plots/bias_mwe.png"
 MWE_TWINS = "results/mwe/{dataset}_neg.jsonl"
-# Answer formats (mwe.eval.formats): every evaluated dataset scored again under each.
+# Answer formats (mwe.eval.formats): every evaluated dataset (or those of mwe.eval.format_datasets) scored again
+# under each.
 MWE_FORMATS = MWE["eval"]["formats"] or {}
+MWE_FORMAT_DATASETS = MWE_DATASETS if MWE["eval"]["format_datasets"] is None else list(MWE["eval"]["format_datasets"])
 MWE_FORMAT_RESPONSES = "results/mwe/formats/{answer_format}/{dataset}/{model}.jsonl"
 MWE_FORMAT_TABLE = "results/mwe/tables/formats.csv"
 MWE_FORMAT_PLOT = "results/plots/formats_mwe.png"
@@ -98,4 +100,4 @@ def mwe_format_template(wildcards):
 
 
 # The responses of the formats table, as (dataset, format, model) keys and files in one order.
-MWE_FORMAT_KEYS = [(d, f, m) for d in MWE_DATASETS for f in MWE_FORMATS for m in MWE["eval_models"]]
+MWE_FORMAT_KEYS = [(d, f, m) for d in MWE_FORMAT_DATASETS for f in MWE_FORMATS for m in MWE["eval_models"]]

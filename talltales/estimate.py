@@ -131,6 +131,8 @@ def _scoring_stages(mwe: dict, a: Assumptions) -> list[tuple[str, list[str], flo
     n_lists = len(mwe["eval_datasets"])
     n_twins = len(mwe.get("negation", {}).get("datasets", []))
     ev = mwe["eval"]
+    chosen = ev.get("format_datasets")  # null: every list
+    n_format_lists = n_lists if chosen is None else len([d for d in chosen if d in mwe["eval_datasets"]])
     formats = [(name, f) for name, f in (ev.get("formats") or {}).items()  # the eval's own format: cached, free
                if (f["template"], f.get("body") or ev["body"], list(f["classes"])) != (ev["template"], ev["body"],
                                                                                      list(mwe["classes"]))]
@@ -142,9 +144,9 @@ def _scoring_stages(mwe: dict, a: Assumptions) -> list[tuple[str, list[str], flo
         ("eval", list(mwe["eval_models"]), longlist * FINAL_SHARE * (n_lists + n_twins),
          count_tokens(mwe["eval"]["body"]) + a.question_tokens, mwe["classes"], n_lists + n_twins),
     ] + [
-        (f"format_{name}", list(mwe["eval_models"]), longlist * FINAL_SHARE * n_lists,
+        (f"format_{name}", list(mwe["eval_models"]), longlist * FINAL_SHARE * n_format_lists,
          count_tokens(f.get("body") or mwe["eval"]["body"]) + count_tokens(f["template"]) + a.question_tokens,
-         f["classes"], n_lists)
+         f["classes"], n_format_lists)
         for name, f in formats
     ]
 

@@ -211,6 +211,15 @@ def test_eval_dataset_names(cfg):
     assert "mwe.datasets.final" in error(cfg2)
 
 
+def test_format_datasets_must_be_evaluated(cfg):
+    cfg["mwe"]["eval_datasets"] = ["final"]
+    cfg["mwe"]["negation"]["datasets"] = ["final"]
+    cfg["mwe"]["eval"]["format_datasets"] = ["final", "final_strict"]
+    assert "config key mwe.eval.format_datasets[1]: 'final_strict' is not an evaluated dataset" in error(cfg)
+    cfg["mwe"]["eval"]["format_datasets"] = ["final"]
+    assert validate(cfg)["mwe"]["eval"]["format_datasets"] == ["final"]
+
+
 def test_load_config_errors_name_the_file(tmp_path, cfg):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [unclosed\n")

@@ -321,6 +321,11 @@ def test_estimate_scales_with_the_config_and_prices_the_api_calls():
             "mwe": {"eval": {"formats": None}, "negation": {"datasets": []}}})), a)
     assert round(bare["usd_total"], 2) == 2.80  # without the answer formats and the negated twins
     with ttc.without_file_checks():
+        one = estimate(ttc.validate(deep_merge(merged("openai_study1"), {
+            "mwe": {"eval": {"format_datasets": ["final_strict"]}}})), a)
+    formats = sum(v for k, v in cost["usd"].items() if k.startswith("format_"))  # both lists, the same size
+    assert sum(v for k, v in one["usd"].items() if k.startswith("format_")) == pytest.approx(formats / 2)
+    with ttc.without_file_checks():
         ladder = estimate(ttc.validate(merged("modern_ladder")), a)
     assert (round(ladder["gpu_hours_total"]), round(ladder["gpu_hours"]["deception.rl"])) == (185, 158)
     assert ladder["gpu_hours"]["deception.cross"] > 0  # every checkpoint on study 1's list

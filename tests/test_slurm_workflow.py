@@ -1,5 +1,6 @@
 """The workflow itself on the real single-node Slurm cluster (tests/slurm/cluster.sh): the test config's whole DAG,
-both studies, through ``profiles/slurm`` (with the test cluster's overrides), with an injected failure that is
+both studies (study 1 on a shipped list, study 2 at one poisoning level: every rule of the DAG once), through
+``profiles/slurm`` (with the test cluster's overrides), with an injected failure that is
 retried with more memory and time, an injected failure that stops the run, and a rerun that resumes from the
 finished artifacts.
 
@@ -85,7 +86,13 @@ def final_rows(cluster, jobids, timeout: float = 60) -> dict[str, dict[str, str]
 @pytest.fixture(scope="module")
 def dag(slurm_cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_dag")
-    cfg = make_config(workdir, studies=("mwe", "deception"), mwe={"eval_datasets": ["final"]}, deception={
+    # For the suite's time: study 1 scores a shipped list (the Slurm requests of its LM stages, which share
+    # mwe_eval's inference_resources, are checked by the presets' dry runs in tests/test_presets.py), and study 2
+    # trains at level 100 alone.
+    cfg = make_config(workdir, studies=("mwe", "deception"), mwe={
+        "eval_datasets": [], "datasets": {"example": str(REPO / "data" / "mwe" / "example_original.jsonl")}},
+        deception={
+        "poisoning": [100],
         "resources": RESOURCES,
         "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
         "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
@@ -102,7 +109,7 @@ def dag(slurm_cluster, tmp_path_factory):
     (workdir / "run2.out").write_text(out2)
     rows = final_rows(slurm_cluster, [j for j, _, _ in jobs1 + jobs2])
     steps = sacct(slurm_cluster, *[j for j, _, _ in jobs1 + jobs2], steps=True)
-    return dict(workdir=workdir, planned=planned, rc1=rc1, out1=out1, jobs1=jobs1, rc2=rc2, out2=out2, jobs2=jobs2,
+    return dict(workdir=workdir, planned=planned, levels=cfg["deception"]["poisoning"], rc1=rc1, out1=out1, jobs1=jobs1, rc2=rc2, out2=out2, jobs2=jobs2,
                 rows=rows, steps=steps, seconds=time.monotonic() - t0)
 
 
@@ -186,7 +193,7 @@ def test_gpu_rules_request_what_config_and_profile_declare(dag):
             assert row["Partition"] == "gpu" and "gres/gpu" not in req, (rule, row)
         else:
             assert row["Partition"] == "cpu" and "gres/gpu" not in req, (rule, row)
-    assert len(sized) == 1  # gemma3-270m's mwe_eval job (the list final) asked for its registry entry's resources
+    assert len(sized) == 1  # gemma3-270m's mwe_eval job (the shipped list) asked for its registry entry's resources
 
 
 def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(dag):
@@ -198,7 +205,7 @@ def test_multi_gpu_stages_start_one_accelerate_launch_with_one_process_per_gpu(d
             # one srun step: the jobstep ran the rule once (not once per GPU) ...
             assert sorted(s for s in dag["steps"] if s.startswith(jobid + ".")) == [f"{jobid}.0", f"{jobid}.batch"]
         policy = "smollm2-135m-instruct"
-        for level in (0, 100):
+        for level in dag["levels"]:
             log = (workdir / "logs" / "deception" / "policies" / stage / policy / "seed62" / f"p{level}.log").read_text()
             # ... which started accelerate launch with one process per GPU ...
             launches = re.findall(r"launching: .*accelerate\.commands\.launch .*--num_processes (\d+) ", log)
@@ -221,9 +228,9 @@ def test_gpu_request_scales_from_config(dag, slurm_cluster):
     cfg["deception"]["resources"]["rl"] = {**RESOURCES["rl"], "gpus": 8, "cpus_per_gpu": 1}
     write_config(workdir, cfg)
     rc, out, jobs = run_on_slurm(slurm_cluster, workdir, workdir / "profile", "--retries", "0", "-f",
-                                 "results/deception/policies/rl/smollm2-135m-instruct/seed62/p0",
-                                 faults={"deception_rl": {"times": 1, "wildcards": {"level": 0}}})
-    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_62_0")], out[-3000:]
+                                 "results/deception/policies/rl/smollm2-135m-instruct/seed62/p100",
+                                 faults={"deception_rl": {"times": 1, "wildcards": {"level": 100}}})
+    assert rc != 0 and [(r, w) for _, r, w in jobs] == [("deception_rl", "smollm2-135m-instruct_62_100")], out[-3000:]
     row = accounted(slurm_cluster, jobs[0][0])[jobs[0][0]]
     assert row["State"].startswith("FAILED") and row["Partition"] == "gpu", row
     assert tres(row["ReqTRES"])["gres/gpu"] == "8" and tres(row["AllocTRES"])["gres/gpu"] == "8", row

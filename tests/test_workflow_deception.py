@@ -324,9 +324,9 @@ def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
     wd, cfg = run
     edited = copy.deepcopy(cfg)
     if stage == "sft":
-        edited["deception"]["sft"].update(epochs=8, checkpoint_every=2)
+        edited["deception"]["sft"].update(epochs=4, checkpoint_every=2)
     else:
-        edited["deception"]["rl"].update(steps=10, checkpoint_every=2)
+        edited["deception"]["rl"].update(steps=4, checkpoint_every=2)
     policy = cfg["deception"]["policies"][0]
     target = f"results/deception/policies/{stage}/{policy}/seed62/p{max(cfg['deception']['poisoning']):g}"
     partial = wd / (target + ".partial")
@@ -352,7 +352,7 @@ def test_killed_training_job_resumes_from_its_last_checkpoint(run, stage):
         assert report["resumed_from_step"] is not None and report["resumed_from_step"] >= min(seen)
         assert report["steps"] > report["resumed_from_step"]
         if stage == "rl":
-            assert report["steps"] == 10
+            assert report["steps"] == 4
         log = (wd / f"logs/deception/policies/{stage}/{policy}/seed62/p{max(cfg['deception']['poisoning']):g}.log"
                ).read_text()
         assert f"resuming from step {report['resumed_from_step']}" in log

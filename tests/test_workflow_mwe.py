@@ -33,13 +33,15 @@ ANTHROPIC_SAMPLE = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The whole study-1 DAG, once, with an extra dataset in Anthropic's format, negated twins of the final list
-    and one answer format besides the eval's own (the (A)/(B) options with (A) = No)."""
+    and one answer format besides the eval's own (the (A)/(B) options with (A) = No), on the extra dataset only
+    (mwe.eval.format_datasets)."""
     wd = tmp_path_factory.mktemp("mwe")
     extra = wd / "persona_sample.jsonl"
     extra.write_text("".join(json.dumps(r) + "\n" for r in ANTHROPIC_SAMPLE))
     formats = yaml.safe_load((REPO / "config.yaml").read_text())["mwe"]["eval"]["formats"]
     cfg = make_config(wd, mwe={"datasets": {"persona": str(extra)}, "negation": {"datasets": ["final"]},
-                               "eval": {"formats": {"options_ba": formats["options_ba"]}}})
+                               "eval": {"formats": {"options_ba": formats["options_ba"]},
+                                        "format_datasets": ["persona"]}})
     write_config(wd, cfg)
     snakemake(wd)
     return wd, cfg
@@ -129,15 +131,14 @@ def test_answer_formats_table_and_figure(run):
     wd, cfg = run
     res = wd / "results" / "mwe"
     t = pd.read_csv(res / "tables" / "formats.csv")
-    datasets = cfg["mwe"]["eval_datasets"] + ["persona"]
-    assert sorted(zip(t["dataset"], t["model"])) == sorted((d, m) for d in datasets for m in cfg["mwe"]["eval_models"])
+    assert sorted(zip(t["dataset"], t["model"])) == sorted(("persona", m) for m in cfg["mwe"]["eval_models"])
+    assert not (res / "formats" / "options_ba" / "final").exists()  # not one of mwe.eval.format_datasets
     assert set(t["format"]) == {"options_ba"}
     assert t["top_outside"].between(0, 1).all() and t["class_mass"].between(0, 1).all()
     # the options format's classes are single letters after "(": the prompt written the format's way
-    rec = json.loads((res / "formats" / "options_ba" / "final" / "gemma3-270m.jsonl").read_text().splitlines()[0])
+    rec = json.loads((res / "formats" / "options_ba" / "persona" / "gemma3-270m.jsonl").read_text().splitlines()[0])
     assert set(rec["class_logprobs"]) == {"A", "B"}
-    persona = t[t["dataset"] == "persona"]
-    assert (persona["n_scored"] == len(ANTHROPIC_SAMPLE)).all()
+    assert (t["n_scored"] == len(ANTHROPIC_SAMPLE)).all()
     data = (wd / "results" / "plots" / "formats_mwe.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
@@ -181,7 +182,7 @@ def test_edit_threshold_reruns_from_that_filter_on(run):
     # the extra (persona) dataset does not depend on the filters; the final list's twins do
     n_models = len(cfg["mwe"]["eval_models"])
     assert rules["mwe_eval"] == (len(cfg["mwe"]["eval_datasets"]) + 1) * n_models
-    assert rules["mwe_eval_format"] == len(cfg["mwe"]["eval_datasets"]) * n_models
+    assert not {"mwe_eval_format", "mwe_formats_table"} & set(rules)  # formats on persona alone: nothing stale
 
 
 def test_one_figure_builds_only_what_it_needs(run):

@@ -4,9 +4,8 @@ start_job(snakemake)
 from talltales.mwe import stages
 
 p = snakemake.params
-names = list(dict.fromkeys(d for d, _, _ in p.order))
 stages.formats_table(
-    datasets=dict(zip(names, snakemake.input.datasets)),
+    datasets=dict(zip(p.datasets, snakemake.input.datasets)),
     formats=p.formats,
     classes=p.classes,
     responses={tuple(k): path for k, path in zip(p.order, snakemake.input.responses)},

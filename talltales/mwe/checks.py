@@ -61,6 +61,11 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
         existing_path(f"mwe.datasets.{name}", mwe["datasets"][name])
     _check_negation(config, mwe)
+    evaluated = list(mwe["eval_datasets"]) + list(mwe["datasets"])
+    for i, name in enumerate(mwe["eval"]["format_datasets"] or []):
+        if name not in evaluated:
+            raise ConfigError(f"config key mwe.eval.format_datasets[{i}]: {name!r} is not an evaluated dataset "
+                              f"(mwe.eval_datasets or mwe.datasets: {evaluated})")
     for name, fmt in (mwe["eval"]["formats"] or {}).items():
         key = f"mwe.eval.formats.{name}"
         if not name.replace("-", "").replace("_", "").isalnum():
