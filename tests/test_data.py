@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import json
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO, make_config, planned_rules, snakemake, write_config
@@ -48,8 +50,8 @@ def test_hand_written_twins_pass_the_check_and_every_item_gets_one():
 
 @pytest.mark.slow
 def test_a_twins_file_in_a_real_dag(tmp_path):
-    """mwe.negation.source: file: the twins of a shipped list are read (no LM), scored by a real model and combined
-    in the list's table."""
+    """mwe.negation.source: file: the twins of a shipped list are read (no LM) by a real DAG's job, and the list's
+    table would score and combine them (their scoring and combining run in the study-1 DAG's test)."""
     ex = str(DATA / "mwe" / "example_original.jsonl")
     cfg = make_config(tmp_path, mwe={
         "eval_datasets": [], "datasets": {"ex": ex}, "eval_models": ["smollm2-135m-instruct"],
@@ -58,15 +60,17 @@ def test_a_twins_file_in_a_real_dag(tmp_path):
     planned = planned_rules(tmp_path, "results/mwe/tables/ex.csv")
     planned.pop("materialize_model", None)  # the first test to need the model materializes it
     assert planned == {"mwe_negate": 1, "mwe_eval": 2, "mwe_table": 1}
-    snakemake(tmp_path, "results/mwe/tables/ex.csv")
-    t = pd.read_csv(tmp_path / "results/mwe/tables/ex.csv")
-    assert t["n_pairs"].tolist() == [8] and 0 <= t["acc_negation"].iloc[0] <= 1
+    snakemake(tmp_path, "results/mwe/ex_neg.jsonl")
+    twins = [json.loads(l) for l in (tmp_path / "results/mwe/ex_neg.jsonl").read_text().splitlines()]
+    items = [json.loads(l) for l in Path(ex).read_text().splitlines()]
+    assert [t["source_item"] for t in twins] == list(range(8))
+    assert [t["answer_index"] for t in twins] == [1 - it["answer_index"] for it in items]
     assert "kept 8 of 8 items" in (tmp_path / "logs/mwe/negate/ex.log").read_text()
     # a twins file that names an item the list does not have: one error naming the file and line
     bad = tmp_path / "bad_neg.jsonl"
     bad.write_text('{"item": 0, "prompt": " Is it not?"}\n{"item": 8, "prompt": " Is it?"}\n')
     cfg["mwe"]["negation"]["files"]["ex"] = str(bad)
     write_config(tmp_path, cfg)
-    proc = snakemake(tmp_path, "results/mwe/tables/ex.csv", check=False)
+    proc = snakemake(tmp_path, "results/mwe/ex_neg.jsonl", check=False)
     assert proc.returncode != 0
     assert f"{bad}:2: 'item' must be the 0-based index" in (tmp_path / "logs/mwe/negate/ex.log").read_text()
