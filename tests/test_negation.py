@@ -115,3 +115,9 @@ def test_table_gains_acc_negation_with_pair_cis(tmp_path):
     # without twins the columns are empty
     assert np.isnan(score_table(ds, {"m": tmp_path / "m.jsonl"}).iloc[0]["acc_negation"])
     assert load_dataset(twins_file)[1][0].meta["source_item"] == 0
+    # the check kept no twin (the default run's 135M writer on final_strict): no pair, nothing measured
+    (tmp_path / "none_neg.jsonl").write_text("")
+    (tmp_path / "m_none.jsonl").write_text("")
+    row = score_table(ds, {"m": tmp_path / "m.jsonl"}, bootstrap={"n": 300},
+                      twins={"dataset": tmp_path / "none_neg.jsonl", "responses": {"m": tmp_path / "m_none.jsonl"}}).iloc[0]
+    assert row["n_pairs"] == 0 and np.isnan([row["acc_negation"], row["acc_negation_lo"], row["acc_negation_hi"]]).all()

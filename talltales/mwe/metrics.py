@@ -51,7 +51,7 @@ def _top(rec: dict) -> dict[str, float]:
 
 def class_logprob_matrix(items: list[Item], records: list[dict]) -> np.ndarray:
     """items x max_classes array of class log-probs (NaN = missing or no such class)."""
-    k = max(len(it.classes) for it in items)
+    k = max((len(it.classes) for it in items), default=0)
     out = np.full((len(items), k), np.nan)
     for i, (it, rec) in enumerate(zip(items, records)):
         full = rec.get("class_logprobs") or {}
