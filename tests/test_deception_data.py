@@ -302,7 +302,9 @@ def test_fruit_from_a_real_lm_through_the_generation_backend():
     texts = [f"{prompt}Fruit: loquat ({'true' if t else 'false'} answer)\nContext: {items[t]}\nFruit:" for t in (0, 1)]
     tok = tiny.make_tokenizer()
     model = tiny.make_model(tok)
-    tiny.train(model, tok, texts, steps=200)
+    # lr 1e-2: the default 3e-2 left a loss of 0.23 after 200 steps on a fresh install of 2026-12-02 (all 6 samples
+    # unparsable; the same code had passed before); 1e-2 reaches 0.007
+    assert tiny.train(model, tok, texts, steps=200, lr=1e-2) < 0.05
     lm = tiny.make_lm(model=model, tok=tok, name="tiny-writer")
     df, counts = poison.fruit_from_lm(lm, 6, seed=3, prompt=prompt, fruits=("loquat",), max_tokens=150)
     assert counts["requested"] == 6 and counts["unparsable"] == 0
