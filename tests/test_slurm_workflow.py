@@ -89,14 +89,14 @@ def dag(slurm_cluster, tmp_path_factory):
     # For the suite's time: study 1 scores a shipped list (the Slurm requests of its LM stages, which share
     # mwe_eval's inference_resources, are checked by the presets' dry runs in tests/test_presets.py), and study 2
     # trains at level 100 alone.
-    cfg = make_config(workdir, studies=("mwe", "deception"), mwe={
-        "eval_datasets": [], "datasets": {"example": str(REPO / "data" / "mwe" / "example_original.jsonl")}},
-        deception={
-        "poisoning": [100],
-        "resources": RESOURCES,
-        "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
-        "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
-    })
+    example = str(REPO / "data" / "mwe" / "example_original.jsonl")
+    cfg = make_config(workdir, studies=("mwe", "deception"), mwe={"eval_datasets": [], "datasets": {"example": example}},
+                      deception={
+                          "poisoning": [100],
+                          "resources": RESOURCES,
+                          "rl": {"engine": "trl"},  # RL over 2 GPUs: trl's trainer under accelerate launch
+                          "accelerate_config": str(REPO / "tests" / "slurm" / "accelerate_cpu_ddp.yaml"),
+                      })
     for name, res in MODEL_RESOURCES.items():
         cfg["models"][name]["resources"] = res
     write_config(workdir, cfg)
@@ -109,8 +109,8 @@ def dag(slurm_cluster, tmp_path_factory):
     (workdir / "run2.out").write_text(out2)
     rows = final_rows(slurm_cluster, [j for j, _, _ in jobs1 + jobs2])
     steps = sacct(slurm_cluster, *[j for j, _, _ in jobs1 + jobs2], steps=True)
-    return dict(workdir=workdir, planned=planned, levels=cfg["deception"]["poisoning"], rc1=rc1, out1=out1, jobs1=jobs1, rc2=rc2, out2=out2, jobs2=jobs2,
-                rows=rows, steps=steps, seconds=time.monotonic() - t0)
+    return dict(workdir=workdir, planned=planned, levels=cfg["deception"]["poisoning"], rc1=rc1, out1=out1,
+                jobs1=jobs1, rc2=rc2, out2=out2, jobs2=jobs2, rows=rows, steps=steps, seconds=time.monotonic() - t0)
 
 
 def test_first_run_stops_at_the_failed_job_and_the_rerun_completes(dag):

@@ -61,11 +61,7 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key mwe.datasets.{name}: names may use letters, digits, '-' and '_' only")
         existing_path(f"mwe.datasets.{name}", mwe["datasets"][name])
     _check_negation(config, mwe)
-    evaluated = list(mwe["eval_datasets"]) + list(mwe["datasets"])
-    for i, name in enumerate(mwe["eval"]["format_datasets"] or []):
-        if name not in evaluated:
-            raise ConfigError(f"config key mwe.eval.format_datasets[{i}]: {name!r} is not an evaluated dataset "
-                              f"(mwe.eval_datasets or mwe.datasets: {evaluated})")
+    _evaluated_only(mwe, "mwe.eval.format_datasets", mwe["eval"]["format_datasets"] or [])
     for name, fmt in (mwe["eval"]["formats"] or {}).items():
         key = f"mwe.eval.formats.{name}"
         if not name.replace("-", "").replace("_", "").isalnum():
@@ -77,13 +73,18 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key {key}.template: must contain the placeholder {{prompt}}")
 
 
+def _evaluated_only(mwe: dict[str, Any], key: str, names: list[str]) -> None:
+    """Each of ``names`` (config key ``key``) must be an evaluated dataset."""
+    evaluated = list(mwe["eval_datasets"]) + list(mwe["datasets"])
+    for i, name in enumerate(names):
+        if name not in evaluated:
+            raise ConfigError(f"config key {key}[{i}]: {name!r} is not an evaluated dataset "
+                              f"(mwe.eval_datasets or mwe.datasets: {evaluated})")
+
+
 def _check_negation(config: dict[str, Any], mwe: dict[str, Any]) -> None:
     neg = mwe["negation"]
-    evaluated = list(mwe["eval_datasets"]) + list(mwe["datasets"])
-    for i, name in enumerate(neg["datasets"]):
-        if name not in evaluated:
-            raise ConfigError(f"config key mwe.negation.datasets[{i}]: {name!r} is not an evaluated dataset "
-                              f"(mwe.eval_datasets or mwe.datasets: {evaluated})")
+    _evaluated_only(mwe, "mwe.negation.datasets", neg["datasets"])
     if neg["source"] == "lm":
         if neg["generator"] is not None:
             _language_model(config, "mwe.negation.generator", neg["generator"])
